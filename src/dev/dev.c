@@ -1,0 +1,314 @@
+/*
+ * dev.c: device I/O.
+ *
+ * Reads and writes loop until the whole range is transferred: a short transfer from a
+ * regular file or block device is retried from where it stopped, and a read past the end of
+ * the device is an error (EIO), never silently zero-filled.  Errors are logged with the
+ * device, offset and length, because an I/O error is the one thing an admin must be able to
+ * trace to a device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dev/dev.h"
+#include "util/counters.h"
+#include "util/log.h"
+#include "util/util.h"
+
+COUNTER_DEFINE(dev_read_bytes);
+COUNTER_DEFINE(dev_write_bytes);
+COUNTER_DEFINE(dev_flush);
+COUNTER_DEFINE(dev_io_error);
+COUNTER_DEFINE(dev_fault_injected);
+
+struct dev_fault_state {
+	struct dev_fault_rule rule;
+	uint64_t seen;
+	uint64_t hits;
+	bool armed;
+};
+
+struct dev {
+	int fd;
+	char *path;
+	uint64_t size;
+	bool direct;
+	bool shutdown;
+	struct stat st;
+	pthread_mutex_t fault_lock;
+	struct dev_fault_state faults[2];
+};
+
+static int open_fd(const char *path, int oflags, bool try_direct, bool *direct)
+{
+	int fd;
+
+	if (try_direct) {
+		fd = open(path, oflags | O_DIRECT);
+		if (fd >= 0) {
+			*direct = true;
+			return fd;
+		}
+		if (errno != EINVAL)
+			return -errno;
+	}
+	*direct = false;
+	fd = open(path, oflags);
+	return fd < 0 ? -errno : fd;
+}
+
+int dev_open(const char *path, int flags, struct dev **dev_ret)
+{
+	int oflags = (flags & DEV_RDWR) ? O_RDWR : O_RDONLY;
+	struct dev *dev;
+	uint64_t size;
+	int ret;
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	dev->fd = -1;
+	pthread_mutex_init(&dev->fault_lock, NULL);
+	dev->path = strdup(path);
+	if (!dev->path) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	ret = open_fd(path, oflags | O_CLOEXEC, !(flags & DEV_BUFFERED), &dev->direct);
+	if (ret < 0)
+		goto out;
+	dev->fd = ret;
+
+	if (fstat(dev->fd, &dev->st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (S_ISBLK(dev->st.st_mode)) {
+		if (ioctl(dev->fd, BLKGETSIZE64, &size) < 0) {
+			ret = -errno;
+			goto out;
+		}
+	} else if (S_ISREG(dev->st.st_mode)) {
+		size = dev->st.st_size;
+	} else {
+		ret = -ENODEV;
+		goto out;
+	}
+	dev->size = size;
+	if (!dev->direct && !(flags & DEV_BUFFERED))
+		log_warn("%s does not support O_DIRECT, using buffered I/O (only safe when every "
+			 "mount runs on this host)",
+			 path);
+	ret = 0;
+out:
+	if (ret < 0) {
+		dev_close(dev);
+		dev = NULL;
+	}
+	*dev_ret = dev;
+	return ret;
+}
+
+void dev_close(struct dev *dev)
+{
+	if (!dev)
+		return;
+	if (dev->fd >= 0)
+		close(dev->fd);
+	pthread_mutex_destroy(&dev->fault_lock);
+	free(dev->path);
+	free(dev);
+}
+
+const char *dev_path(struct dev *dev)
+{
+	return dev->path;
+}
+
+uint64_t dev_size(struct dev *dev)
+{
+	return dev->size;
+}
+
+bool dev_is_direct(struct dev *dev)
+{
+	return dev->direct;
+}
+
+int dev_same(struct dev *a, struct dev *b)
+{
+	if (S_ISBLK(a->st.st_mode) && S_ISBLK(b->st.st_mode))
+		return a->st.st_rdev == b->st.st_rdev;
+	return a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+}
+
+void dev_shutdown(struct dev *dev)
+{
+	__atomic_store_n(&dev->shutdown, true, __ATOMIC_SEQ_CST);
+}
+
+static bool is_shutdown(struct dev *dev)
+{
+	return __atomic_load_n(&dev->shutdown, __ATOMIC_SEQ_CST);
+}
+
+void *dev_alloc_buf(size_t len)
+{
+	void *buf = NULL;
+
+	if (posix_memalign(&buf, DEV_ALIGN, ROUND_UP(len, DEV_ALIGN)) != 0)
+		return NULL;
+	return buf;
+}
+
+static enum dev_fault_action fault_check(struct dev *dev, enum dev_fault_op op)
+{
+	struct dev_fault_state *fs = &dev->faults[op];
+	enum dev_fault_action action = DEV_FAULT_PASS;
+
+	pthread_mutex_lock(&dev->fault_lock);
+	if (fs->armed) {
+		if (fs->seen++ >= fs->rule.skip) {
+			action = fs->rule.action;
+			fs->hits++;
+			if (fs->rule.count && fs->hits >= fs->rule.count)
+				fs->armed = false;
+		}
+	}
+	pthread_mutex_unlock(&dev->fault_lock);
+	if (action != DEV_FAULT_PASS)
+		counter_inc(dev_fault_injected);
+	return action;
+}
+
+void dev_set_fault(struct dev *dev, enum dev_fault_op op, const struct dev_fault_rule *rule)
+{
+	pthread_mutex_lock(&dev->fault_lock);
+	dev->faults[op].rule = *rule;
+	dev->faults[op].seen = 0;
+	dev->faults[op].hits = 0;
+	dev->faults[op].armed = rule->action != DEV_FAULT_PASS;
+	pthread_mutex_unlock(&dev->fault_lock);
+}
+
+void dev_clear_faults(struct dev *dev)
+{
+	pthread_mutex_lock(&dev->fault_lock);
+	memset(dev->faults, 0, sizeof(dev->faults));
+	pthread_mutex_unlock(&dev->fault_lock);
+}
+
+uint64_t dev_fault_hits(struct dev *dev, enum dev_fault_op op)
+{
+	uint64_t hits;
+
+	pthread_mutex_lock(&dev->fault_lock);
+	hits = dev->faults[op].hits;
+	pthread_mutex_unlock(&dev->fault_lock);
+	return hits;
+}
+
+static int io_error(struct dev *dev, const char *what, size_t len, uint64_t off, int err)
+{
+	counter_inc(dev_io_error);
+	log_err("%s of %zu bytes at offset %llu on %s failed: %s", what, len,
+		(unsigned long long)off, dev->path, strerror(-err));
+	return err;
+}
+
+int dev_read(struct dev *dev, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	size_t done = 0;
+	ssize_t ret;
+
+	if (is_shutdown(dev))
+		return -ENOLINK;
+	if (off + len > dev->size || off + len < off)
+		return io_error(dev, "read", len, off, -EIO);
+
+	while (done < len) {
+		ret = pread(dev->fd, p + done, len - done, off + done);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			return io_error(dev, "read", len, off, -errno);
+		}
+		if (ret == 0)
+			return io_error(dev, "read", len, off, -EIO);
+		done += ret;
+	}
+	counter_add(dev_read_bytes, len);
+	return 0;
+}
+
+static int write_all(struct dev *dev, const char *p, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t ret;
+
+	while (done < len) {
+		ret = pwrite(dev->fd, p + done, len - done, off + done);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (ret == 0)
+			return -EIO;
+		done += ret;
+	}
+	return 0;
+}
+
+int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
+{
+	enum dev_fault_action action;
+	size_t torn;
+	int ret;
+
+	if (is_shutdown(dev))
+		return -ENOLINK;
+	if (off + len > dev->size || off + len < off)
+		return io_error(dev, "write", len, off, -EIO);
+
+	action = fault_check(dev, DEV_FAULT_OP_WRITE);
+	if (action == DEV_FAULT_FAIL)
+		return io_error(dev, "injected failed write", len, off, -EIO);
+	if (action == DEV_FAULT_TEAR) {
+		/* keep whole sectors so direct I/O stays aligned: at least one, never all */
+		torn = len > DEV_ALIGN ? ROUND_DOWN(len / 2, DEV_ALIGN) : 0;
+		if (torn) {
+			ret = write_all(dev, buf, torn, off);
+			if (ret < 0)
+				return io_error(dev, "write", torn, off, ret);
+		}
+		return io_error(dev, "injected torn write", len, off, -EIO);
+	}
+
+	ret = write_all(dev, buf, len, off);
+	if (ret < 0)
+		return io_error(dev, "write", len, off, ret);
+	counter_add(dev_write_bytes, len);
+	return 0;
+}
+
+int dev_flush(struct dev *dev)
+{
+	if (is_shutdown(dev))
+		return -ENOLINK;
+	if (fault_check(dev, DEV_FAULT_OP_FLUSH) != DEV_FAULT_PASS)
+		return io_error(dev, "injected failed flush", 0, 0, -EIO);
+	counter_inc(dev_flush);
+	if (fdatasync(dev->fd) < 0)
+		return io_error(dev, "flush", 0, 0, -errno);
+	return 0;
+}
