@@ -326,7 +326,9 @@ retry:
 	pthread_mutex_lock(&bc->mutex);
 	found = hash_find(bc, blkno);
 	if (found) {
-		if ((found->flags & BLOCK_CRC_VALID) && block_matches(bc, found, ref, magic)) {
+		/* a dirty block has no crc yet; it is this process's own current version */
+		if ((found->flags & (BLOCK_CRC_VALID | BLOCK_DIRTY)) &&
+		    block_matches(bc, found, ref, magic)) {
 			if (__atomic_fetch_add(&found->refcount, 1, __ATOMIC_SEQ_CST) == 0)
 				lru_remove(bc, found);
 			pthread_mutex_unlock(&bc->mutex);

@@ -112,8 +112,10 @@ int btree_read_items(struct block_cache *bc, const struct scoutfs_btree_root *ro
 /*
  * Free the blocks of a tree that is no longer referenced, without reading its leaves.  The
  * work is bounded: it frees at most max_blocks and records where it stopped in *cursor
- * (start with zeros); the tree is entirely freed when it returns 0 and *cursor is all ones.
- * The root must not be used afterwards.  Returns the number of blocks freed.
+ * (start with zeros); the tree is entirely freed once *cursor is all ones (later calls
+ * return 0).  Every call makes progress, so a budget smaller than the tree's height can be
+ * exceeded by the parents freed together with a leaf.  The root must not be used
+ * afterwards.  Returns the number of blocks freed.
  */
 int btree_free_blocks(const struct btree_txn *txn, const struct scoutfs_btree_root *root,
 		      struct scoutfs_key *cursor, u64 max_blocks);

@@ -47,6 +47,11 @@ typedef int (*net_request_fn)(struct net_conn *conn, u8 cmd, u64 id, const void 
 typedef void (*net_response_fn)(struct net_conn *conn, const void *data, unsigned int data_len,
 				int error, void *arg);
 
+/*
+ * Handler tables are arrays of SCOUTFS_NET_CMD_UNKNOWN entries indexed by command (copied at
+ * create time; NULL means none).  A request for a command without a handler is answered with
+ * -EINVAL (counter net_unknown_request).
+ */
 struct net_handler {
 	net_request_fn fn;
 	bool inline_recv; /* run on the receive thread, in order (client LOCK) */
@@ -82,6 +87,8 @@ struct net_client_ops {
 
 int net_client_create(const struct net_client_ops *ops, const struct net_handler *handlers,
 		      void *arg, struct net_conn **ret);
+/* TCP keepalive/user timeout for the sockets connected from now on (> 3000, default 24000) */
+int net_client_set_keepalive_timeout_ms(struct net_conn *conn, unsigned int ms);
 /* start connecting in the background (idempotent) */
 void net_client_start(struct net_conn *conn);
 /*
@@ -126,6 +133,10 @@ int net_server_create(const struct sockaddr_in *sin, u64 server_term,
 		      void *arg, u64 reconnect_timeout_ms, struct net_server **ret);
 /* stop accepting, close every connection, wait for every handler to return */
 void net_server_destroy(struct net_server *srv);
+/* the address actually bound (create with port 0 for an ephemeral port) */
+void net_server_local_addr(struct net_server *srv, struct sockaddr_in *sin);
+/* TCP keepalive/user timeout for sockets accepted from now on (> 3000, default 24000) */
+int net_server_set_keepalive_timeout_ms(struct net_server *srv, unsigned int ms);
 
 /* send a request to the connection of rid (-ENOTCONN if the rid has none, even parked) */
 int net_server_submit_request(struct net_server *srv, u64 rid, u8 cmd, const void *data,
@@ -133,8 +144,18 @@ int net_server_submit_request(struct net_server *srv, u64 rid, u8 cmd, const voi
 /* send a request to every greeted client; per-rid failures are ignored */
 void net_server_submit_request_all(struct net_server *srv, u8 cmd, const void *data,
 				   unsigned int data_len, u64 except_rid);
+/*
+ * Answer a request of rid's connection after its handler returned.  An accepted net_conn is
+ * only guaranteed to exist while a handler or callback that was given it runs: a reconnect
+ * migrates the rid's state to a new net_conn and frees the old one.  -ENOTCONN if the rid has
+ * no connection; a response nobody awaits any more is dropped and returns 0.
+ */
+int net_server_response(struct net_server *srv, u64 rid, u8 cmd, u64 id, int error,
+			const void *data, unsigned int data_len);
 /* mark the connection so that its next disconnect frees it at once (farewell answered) */
 void net_conn_set_saw_farewell(struct net_conn *conn);
+/* the same by rid, for farewells answered later; -ENOTCONN if the rid has no connection */
+int net_server_set_saw_farewell(struct net_server *srv, u64 rid);
 /* ids of connected (or parked) rids, for fencing decisions and counts */
 int net_server_nr_clients(struct net_server *srv);
 

@@ -33,7 +33,11 @@ enum quorum_server_status {
 };
 
 struct quorum_server_ops {
-	/* start the server for term in the background; failures show up as status DOWN */
+	/*
+	 * start the server for term in the background; failures show up as status DOWN.
+	 * Once start returns, status must not report DOWN until the server has stopped (set
+	 * STARTING before returning): DOWN after a start means the server is gone.
+	 */
 	void (*start)(void *arg, u64 term);
 	/* ask a starting or running server to stop (does not wait) */
 	void (*stop)(void *arg);
@@ -59,6 +63,11 @@ int quorum_config_verify(const struct scoutfs_quorum_config *qconf, char *why, s
  * Start the agent for slot_nr.  Binds the slot's UDP address (failure fails the mount),
  * reads every slot's block for the starting term, checks that no other mount is using the
  * slot, writes BEGIN, and runs the election loop in its own thread.
+ *
+ * hb_timeout_ms (here and in quorum_set_hb_timeout) is used as given: the mount option
+ * parser enforces QUORUM_HB_TIMEOUT_MIN_MS..MAX_MS, while tests may go lower to keep
+ * failover tests short.  0 means the default; anything below 300 ms (three heartbeat
+ * intervals) is raised to 300 ms.
  */
 int quorum_start(struct dev *meta_dev, u64 fsid, u64 rid, const struct scoutfs_quorum_config *qconf,
 		 int slot_nr, u64 hb_timeout_ms, const struct quorum_server_ops *ops, void *arg,
@@ -71,8 +80,16 @@ void quorum_destroy(struct quorum *q);
 
 bool quorum_is_leader(struct quorum *q);
 u64 quorum_term(struct quorum *q);
+/*
+ * The error that made the agent stop participating (a block write failed, the slot's block
+ * was claimed by another mount (-EBUSY), the socket broke), or 0 while all is well.
+ */
+int quorum_error(struct quorum *q);
 void quorum_set_hb_timeout(struct quorum *q, u64 ms);
-/* the multi-line status text (role, term, votes, last messages per slot) */
+/*
+ * The multi-line status text (role, term, votes, last messages per slot): returns its
+ * length, or -ENOSPC if it did not fit in len bytes.
+ */
 int quorum_status(struct quorum *q, char *buf, size_t len);
 
 /* ------------------------------------------------------------------------------------- */
@@ -91,8 +108,10 @@ int quorum_find_server(struct dev *meta_dev, u64 fsid, const struct scoutfs_quor
 /*
  * Leaders that a new leader elected in term must fence before its server writes anything:
  * slots whose ELECT term is above their STOP term, and servers that reached FENCE without a
- * STOP before a later ELECT; skipping terms at or below the greatest FENCE term, terms above
- * our own, and our own rid.  cb is called once per distinct rid.
+ * STOP before a later ELECT; skipping terms below the greatest FENCE term (that leader's
+ * server fenced everyone before it, but it may itself still be running), terms above our
+ * own, and our own rid.  cb is called once per distinct rid (with its greatest term); a
+ * non-zero return from cb stops the walk and is returned.
  */
 int quorum_for_each_old_leader(struct dev *meta_dev, u64 fsid,
 			       const struct scoutfs_quorum_config *qconf, u64 term, u64 our_rid,

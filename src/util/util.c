@@ -96,3 +96,58 @@ void thread_set_name(const char *name)
 	snprintf(buf, sizeof(buf), "%s", name);
 	pthread_setname_np(pthread_self(), buf);
 }
+
+struct thread_buf_val {
+	void *buf;
+	size_t size;
+};
+
+static void thread_buf_free(void *arg)
+{
+	struct thread_buf_val *tv = arg;
+
+	free(tv->buf);
+	free(tv);
+}
+
+static pthread_mutex_t thread_buf_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void *thread_buf_get(struct thread_buf *tb, size_t size)
+{
+	struct thread_buf_val *tv;
+	void *buf = NULL;
+
+	if (!__atomic_load_n(&tb->ready, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&thread_buf_mutex);
+		if (!tb->ready) {
+			if (pthread_key_create(&tb->key, thread_buf_free) != 0) {
+				pthread_mutex_unlock(&thread_buf_mutex);
+				return NULL;
+			}
+			__atomic_store_n(&tb->ready, true, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&thread_buf_mutex);
+	}
+
+	tv = pthread_getspecific(tb->key);
+	if (!tv) {
+		tv = calloc(1, sizeof(*tv));
+		if (!tv)
+			return NULL;
+		pthread_setspecific(tb->key, tv);
+	}
+	if (size > tv->size) {
+		if (tb->aligned) {
+			if (posix_memalign(&buf, 4096, ROUND_UP(size, 4096)) != 0)
+				buf = NULL;
+		} else {
+			buf = malloc(size);
+		}
+		if (!buf)
+			return NULL;
+		free(tv->buf);
+		tv->buf = buf;
+		tv->size = size;
+	}
+	return tv->buf;
+}

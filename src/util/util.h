@@ -6,6 +6,7 @@
 #define SCOUTFS_UTIL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,5 +71,19 @@ int parse_u64(const char *str, uint64_t *val);
 
 /* set the calling thread's name (shown by ps/top/gdb), truncated to 15 bytes */
 void thread_set_name(const char *name);
+
+/*
+ * A buffer per thread that grows as needed and is freed when the thread exits (I/O bounce
+ * buffers of request threads).  Define with THREAD_BUF_INIT(aligned).
+ */
+struct thread_buf {
+	bool ready; /* key created */
+	pthread_key_t key;
+	bool aligned; /* DEV_ALIGN-aligned for direct I/O */
+};
+
+#define THREAD_BUF_INIT(al) { .ready = false, .aligned = (al) }
+
+void *thread_buf_get(struct thread_buf *tb, size_t size);
 
 #endif

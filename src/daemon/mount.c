@@ -1,0 +1,398 @@
+/*
+ * mount.c: building a mount out of the layers, and taking it apart.
+ *
+ * Mounting is the original's fill_super in userspace: verify the device pair, pick a new
+ * random rid, start the quorum agent if this mount holds a quorum slot (it may win the
+ * election and start the server right away), connect the client to whichever server is
+ * elected, open the first transaction, check that the root directory reads, then attach
+ * the FUSE session and the control socket.
+ *
+ * The clean unmount runs the other way: stop serving, commit the last transaction, stop
+ * taking locks, say farewell to the server (which reclaims the mount's resources), stop
+ * the quorum agent (which stops a running server and records it), and free everything.
+ * After that nothing of this mount is left for another server to recover or fence, and
+ * the same devices and slot can be mounted again at once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "client/client.h"
+#include "control/control.h"
+#include "daemon/mount.h"
+#include "dev/dev.h"
+#include "fs/fs.h"
+#include "fuse/fuse_ops.h"
+#include "item/item.h"
+#include "lock/lock.h"
+#include "net/net.h"
+#include "quorum/quorum.h"
+#include "server/server.h"
+#include "trans/trans.h"
+#include "util/log.h"
+#include "util/util.h"
+
+volatile int mount_interrupted;
+
+/* ---- glue between the layers ---- */
+
+static int lk_send_request(void *arg, const struct scoutfs_net_lock *nl)
+{
+	struct mount *m = arg;
+
+	return client_lock_request(m->cl, nl);
+}
+
+static int lk_send_invalidate_response(void *arg, u64 net_id, const struct scoutfs_net_lock *nl)
+{
+	struct mount *m = arg;
+
+	return client_lock_invalidate_response(m->cl, net_id, nl);
+}
+
+static int lk_send_recover_response(void *arg, u64 net_id, const struct scoutfs_net_lock_recover *nlr,
+				    unsigned int len)
+{
+	struct mount *m = arg;
+
+	return client_lock_recover_response(m->cl, net_id, nlr, len);
+}
+
+static int lk_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_mode,
+			 enum scoutfs_lock_mode new_mode)
+{
+	struct mount *m = arg;
+
+	return fs_lock_invalidate(m->fs, lock, old_mode, new_mode);
+}
+
+static u64 lk_trans_seq(void *arg)
+{
+	struct mount *m = arg;
+
+	return m->ti ? trans_seq(m->ti) : 0;
+}
+
+static const struct lock_ops mount_lock_ops = {
+	.send_request = lk_send_request,
+	.send_invalidate_response = lk_send_invalidate_response,
+	.send_recover_response = lk_send_recover_response,
+	.invalidate = lk_invalidate,
+	.trans_seq = lk_trans_seq,
+};
+
+static int ic_get_roots(void *arg, struct scoutfs_net_roots *roots)
+{
+	struct mount *m = arg;
+
+	return client_get_roots(m->cl, roots);
+}
+
+static const struct item_cache_ops mount_item_ops = {
+	.get_roots = ic_get_roots,
+};
+
+static void cl_sync_log_trees(void *arg)
+{
+	struct mount *m = arg;
+
+	if (m->ti)
+		trans_sync_async(m->ti);
+}
+
+static void cl_new_server(void *arg)
+{
+	struct mount *m = arg;
+
+	if (m->ic)
+		item_roots_changed(m->ic);
+}
+
+static const struct client_ops mount_client_ops = {
+	.sync_log_trees = cl_sync_log_trees,
+	.new_server = cl_new_server,
+};
+
+static const struct fs_upcalls mount_fs_upcalls = {
+	.invalidate_inodes = sfuse_invalidate_inodes,
+	.inode_in_use = sfuse_inode_in_use,
+};
+
+static bool mount_was_interrupted(void *arg)
+{
+	return mount_interrupted != 0;
+}
+
+/* ---- setting up ---- */
+
+static int setup_quorum(struct mount *m, char *why, size_t why_len)
+{
+	const struct scoutfs_quorum_config *qconf = &m->sp.meta_super->qconf;
+	struct server_config scfg;
+	char qwhy[256];
+	int slot = m->mo.quorum_slot_nr;
+	int err;
+
+	if (slot < 0)
+		return 0;
+	err = quorum_config_verify(qconf, qwhy, sizeof(qwhy));
+	if (err < 0) {
+		snprintf(why, why_len, "the quorum configuration is invalid: %s", qwhy);
+		return err;
+	}
+	if (!quorum_slot_present(qconf, slot)) {
+		char slots[128] = "";
+		size_t n = 0;
+
+		for (int i = 0; i < SCOUTFS_QUORUM_MAX_SLOTS; i++) {
+			if (quorum_slot_present(qconf, i))
+				n += snprintf(slots + n, sizeof(slots) - n, "%s%d", n ? "," : "", i);
+		}
+		snprintf(why, why_len,
+			 "quorum_slot_nr=%d is not a configured quorum slot (configured: %s)", slot,
+			 slots);
+		return -EINVAL;
+	}
+
+	memset(&scfg, 0, sizeof(scfg));
+	scfg.meta_dev = m->sp.meta;
+	scfg.data_dev = m->sp.data;
+	scfg.fsid = m->fsid;
+	scfg.rid = m->rid;
+	scfg.slot_nr = slot;
+	scfg.qconf = *qconf;
+	scfg.log_merge_wait_timeout_ms = m->mo.log_merge_wait_timeout_ms;
+	scfg.reconnect_timeout_ms = 20000;
+	scfg.recovery_timeout_ms = 30000;
+	scfg.fence_timeout_ms = 30000;
+	scfg.leader_fence_timeout_ms = 15000;
+	err = server_create(&scfg, &m->srv);
+	if (err < 0) {
+		snprintf(why, why_len, "creating the server failed: %s", strerror(-err));
+		return err;
+	}
+	err = quorum_start(m->sp.meta, m->fsid, m->rid, qconf, slot,
+			   m->mo.quorum_heartbeat_timeout_ms, &server_quorum_ops, m->srv, &m->q);
+	if (err < 0)
+		snprintf(why, why_len, "starting the quorum agent for slot %d failed: %s "
+				       "(is another mount using this slot?)",
+			 slot, strerror(-err));
+	return err;
+}
+
+static u64 new_rid(void)
+{
+	u64 rid;
+
+	do {
+		rid = random_u64();
+	} while (rid == 0 || rid == ~0ULL);
+	return rid;
+}
+
+int mount_setup(struct mount *m, char *why, size_t why_len)
+{
+	struct lock_waiter waiter = { .interrupted = mount_was_interrupted };
+	struct client_config ccfg;
+	struct fs_config fcfg;
+	struct fs_attr attr;
+	char ident[64];
+	int err;
+
+	err = super_open_pair(m->mo.metadev_path, m->data_path, false, &m->sp, why, why_len);
+	if (err < 0)
+		return err;
+	m->fsid = le64_to_cpu(m->sp.meta_super->hdr.fsid);
+	m->fmt_vers = le64_to_cpu(m->sp.meta_super->fmt_vers);
+	m->rid = new_rid();
+	snprintf(ident, sizeof(ident), "scoutfsd f.%06llx.r.%06llx", (unsigned long long)(m->fsid >> 40),
+		 (unsigned long long)(m->rid >> 40));
+	log_set_ident(ident);
+	log_info("mounting %s (metadata %s) at %s, fsid %016llx rid %016llx", m->data_path,
+		 m->mo.metadev_path, m->mountpoint, (unsigned long long)m->fsid,
+		 (unsigned long long)m->rid);
+
+	err = block_cache_create(m->sp.meta, m->fsid, 0, &m->bc);
+	if (err < 0)
+		goto nomem;
+	err = setup_quorum(m, why, why_len);
+	if (err < 0)
+		return err;
+
+	memset(&ccfg, 0, sizeof(ccfg));
+	ccfg.meta_dev = m->sp.meta;
+	ccfg.bc = m->bc;
+	ccfg.fsid = m->fsid;
+	ccfg.fmt_vers = m->fmt_vers;
+	ccfg.rid = m->rid;
+	ccfg.quorum_member = m->mo.quorum_slot_nr >= 0;
+	ccfg.qconf = m->sp.meta_super->qconf;
+	err = client_create(&ccfg, &mount_client_ops, m, &m->cl);
+	if (err < 0)
+		goto nomem;
+	err = lock_info_create(&mount_lock_ops, m, m->mo.lock_idle_count, &m->li);
+	if (err < 0)
+		goto nomem;
+	client_set_lock_info(m->cl, m->li);
+	err = item_cache_create(m->bc, &mount_item_ops, m, &m->ic);
+	if (err < 0)
+		goto nomem;
+	err = trans_create(m->cl, m->ic, m->bc, m->sp.data, &m->ti);
+	if (err < 0)
+		goto nomem;
+
+	memset(&fcfg, 0, sizeof(fcfg));
+	fcfg.ic = m->ic;
+	fcfg.li = m->li;
+	fcfg.ti = m->ti;
+	fcfg.cl = m->cl;
+	fcfg.bc = m->bc;
+	fcfg.data_dev = m->sp.data;
+	fcfg.fsid = m->fsid;
+	fcfg.rid = m->rid;
+	fcfg.fmt_vers = m->fmt_vers;
+	fcfg.total_data_blocks = le64_to_cpu(m->sp.meta_super->total_data_blocks);
+	fcfg.opts.data_prealloc_blocks = m->mo.data_prealloc_blocks;
+	fcfg.opts.data_prealloc_contig_only = m->mo.data_prealloc_contig_only;
+	fcfg.opts.ino_alloc_per_lock = m->mo.ino_alloc_per_lock;
+	fcfg.opts.acl = m->mo.acl;
+	err = fs_create(&fcfg, &m->fs);
+	if (err < 0)
+		goto nomem;
+	fs_set_orphan_scan_delay(m->fs, m->mo.orphan_scan_delay_ms);
+
+	/* the mount can only go on once some server is up and has recovered its clients */
+	client_start(m->cl);
+	log_info("waiting for a server");
+	err = client_wait_connected(m->cl, &waiter);
+	if (err < 0) {
+		snprintf(why, why_len, "%s while waiting for a server",
+			 err == -EINTR ? "interrupted" : strerror(-err));
+		return err;
+	}
+	err = trans_start(m->ti);
+	if (err < 0) {
+		snprintf(why, why_len, "opening the first transaction failed: %s", strerror(-err));
+		return err;
+	}
+	err = fs_getattr(m->fs, NULL, SCOUTFS_ROOT_INO, &attr);
+	if (err == 0 && !S_ISDIR(attr.mode))
+		err = -ENOTDIR;
+	if (err < 0) {
+		snprintf(why, why_len, "reading the root directory failed: %s", strerror(-err));
+		return err;
+	}
+	err = fs_start(m->fs);
+	if (err < 0)
+		goto nomem;
+	log_info("mounted");
+	return 0;
+nomem:
+	snprintf(why, why_len, "setting up the mount failed: %s", strerror(-err));
+	return err;
+}
+
+int mount_attach(struct mount *m, char *why, size_t why_len)
+{
+	struct sfuse_config scfg = {
+		.fs = m->fs,
+		.mountpoint = m->mountpoint,
+		.fsname = m->data_path,
+		.allow_other = true,
+		.max_threads = 32,
+	};
+	char sock[256];
+	dev_t dev;
+	int err;
+
+	err = sfuse_create(&scfg, &m->sf);
+	if (err < 0) {
+		snprintf(why, why_len, "setting up FUSE failed: %s", strerror(-err));
+		return err;
+	}
+	fs_set_upcalls(m->fs, &mount_fs_upcalls, m->sf);
+	err = sfuse_mount(m->sf);
+	if (err < 0) {
+		snprintf(why, why_len, "the FUSE mount at %s failed (is /dev/fuse available?)",
+			 m->mountpoint);
+		return err;
+	}
+	m->mounted = true;
+
+	err = control_mount_sock_path(NULL, m->mountpoint, sock, sizeof(sock), &dev);
+	if (err == 0)
+		err = control_server_start(sock, mount_control_handlers, m, &m->ctl);
+	if (err < 0) {
+		snprintf(why, why_len, "starting the control socket failed: %s", strerror(-err));
+		return err;
+	}
+	control_server_set_mount_dev(m->ctl, dev);
+	return 0;
+}
+
+int mount_run(struct mount *m)
+{
+	return sfuse_loop(m->sf);
+}
+
+int mount_teardown(struct mount *m)
+{
+	int err = 0;
+	int ret;
+
+	log_info("unmounting");
+	if (m->ctl) {
+		control_server_stop(m->ctl);
+		m->ctl = NULL;
+	}
+	if (m->sf) {
+		sfuse_destroy(m->sf);
+		m->sf = NULL;
+		if (m->fs)
+			fs_set_upcalls(m->fs, NULL, NULL);
+	}
+	if (m->fs)
+		fs_stop(m->fs);
+	/* the last commit: after it nothing of this mount is dirty */
+	if (m->ti) {
+		ret = trans_shutdown(m->ti);
+		if (ret < 0 && !err)
+			err = ret;
+	}
+	if (m->li)
+		lock_shutdown(m->li);
+	if (m->cl) {
+		ret = client_farewell(m->cl);
+		if (ret < 0) {
+			log_err("farewell to the server failed: %s", strerror(-ret));
+			if (!err)
+				err = ret;
+		}
+		client_shutdown(m->cl);
+	}
+	if (m->q) {
+		quorum_stop(m->q);
+		quorum_destroy(m->q);
+		m->q = NULL;
+	}
+	fs_destroy(m->fs);
+	trans_destroy(m->ti);
+	item_cache_destroy(m->ic);
+	client_destroy(m->cl);
+	lock_info_destroy(m->li);
+	server_destroy(m->srv);
+	block_cache_destroy(m->bc);
+	super_close_pair(&m->sp);
+	m->fs = NULL;
+	m->ti = NULL;
+	m->ic = NULL;
+	m->cl = NULL;
+	m->li = NULL;
+	m->srv = NULL;
+	m->bc = NULL;
+	if (err == 0)
+		log_info("unmounted cleanly");
+	return err;
+}

@@ -1,0 +1,63 @@
+/*
+ * mount.h: one mounted filesystem inside scoutfsd -- every layer of the mount, created in
+ * order from the bottom up and torn down in reverse.
+ */
+#ifndef SCOUTFS_MOUNT_H
+#define SCOUTFS_MOUNT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/super.h"
+#include "daemon/options.h"
+
+struct block_cache;
+struct server;
+struct quorum;
+struct client;
+struct lock_info;
+struct item_cache;
+struct trans_info;
+struct fs_info;
+struct sfuse;
+struct control_server;
+
+struct mount {
+	struct mount_options mo;
+	char data_path[4096];
+	char mountpoint[4096];
+
+	struct super_pair sp;
+	u64 fsid;
+	u64 fmt_vers;
+	u64 rid;
+
+	struct block_cache *bc;
+	struct server *srv;
+	struct quorum *q;
+	struct client *cl;
+	struct lock_info *li;
+	struct item_cache *ic;
+	struct trans_info *ti;
+	struct fs_info *fs;
+	struct sfuse *sf;
+	struct control_server *ctl;
+	bool mounted;
+};
+
+/* build everything up to a working filesystem (not yet visible to the kernel) */
+int mount_setup(struct mount *m, char *why, size_t why_len);
+/* make it visible at the mount point and start the control socket */
+int mount_attach(struct mount *m, char *why, size_t why_len);
+/* serve until unmounted */
+int mount_run(struct mount *m);
+/* the clean unmount: sync, farewell, resign, free everything */
+int mount_teardown(struct mount *m);
+
+/* control socket handlers */
+extern const struct control_handler *mount_control_handlers;
+
+/* set by a signal: a mount in progress gives up */
+extern volatile int mount_interrupted;
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * options.c: parsing and checking mount options.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/options.h"
+#include "util/util.h"
+
+void mount_options_defaults(struct mount_options *mo)
+{
+	memset(mo, 0, sizeof(*mo));
+	mo->quorum_slot_nr = -1;
+	mo->quorum_heartbeat_timeout_ms = 10000;
+	mo->tcp_keepalive_timeout_ms = 24000;
+	mo->orphan_scan_delay_ms = 10000;
+	mo->log_merge_wait_timeout_ms = 500;
+	mo->lock_idle_count = 10000;
+	mo->ino_alloc_per_lock = 1024;
+	mo->data_prealloc_blocks = 2048;
+	mo->data_prealloc_contig_only = true;
+	mo->acl = false;
+}
+
+struct num_opt {
+	const char *name;
+	uint64_t min;
+	uint64_t max;
+	size_t off;
+	int size;
+};
+
+#define NUM(nm, mn, mx)                                                                    \
+	{ #nm, mn, mx, offsetof(struct mount_options, nm),                                 \
+	  (int)sizeof(((struct mount_options *)0)->nm) }
+
+static const struct num_opt num_opts[] = {
+	NUM(quorum_heartbeat_timeout_ms, 2000, 60000),
+	NUM(tcp_keepalive_timeout_ms, 3001, 600000000),
+	NUM(orphan_scan_delay_ms, 100, 60000),
+	NUM(log_merge_wait_timeout_ms, 100, 60000),
+	NUM(lock_idle_count, 32, 100000),
+	NUM(ino_alloc_per_lock, 1, 1024),
+	NUM(data_prealloc_blocks, 1, (1ULL << 52) - 1),
+	NUM(data_prealloc_contig_only, 0, 1),
+};
+
+/* options the VFS or mount(8) may pass that don't change anything here */
+static const char *const ignored_opts[] = {
+	"rw", "defaults", "auto", "noauto", "_netdev", "nofail", "relatime", "noatime",
+	"strictatime", "nodiratime", "diratime", "lazytime", "nolazytime", "async", "user",
+	"nouser", "users", "owner", "group", "suid", "dev", "exec",
+};
+
+static int set_num(struct mount_options *mo, const struct num_opt *no, const char *val, char *why,
+		   size_t why_len)
+{
+	uint64_t v;
+	char *p = (char *)mo + no->off;
+
+	if (parse_u64(val, &v) < 0 || v < no->min || v > no->max) {
+		snprintf(why, why_len, "%s=%s: must be a number from %llu to %llu", no->name, val,
+			 (unsigned long long)no->min, (unsigned long long)no->max);
+		return -EINVAL;
+	}
+	if (no->size == 8)
+		memcpy(p, &v, 8);
+	else if (no->size == 4)
+		*(uint32_t *)p = (uint32_t)v;
+	else if (no->size == 1)
+		*(bool *)p = v != 0;
+	return 0;
+}
+
+static int parse_one(struct mount_options *mo, char *opt, bool *slot_seen, char *why,
+		     size_t why_len)
+{
+	char *val = strchr(opt, '=');
+	uint64_t v;
+
+	if (val)
+		*val++ = '\0';
+
+	for (size_t i = 0; i < ARRAY_SIZE(num_opts); i++) {
+		if (strcmp(opt, num_opts[i].name) == 0) {
+			if (!val)
+				goto malformed;
+			return set_num(mo, &num_opts[i], val, why, why_len);
+		}
+	}
+	if (strcmp(opt, "metadev_path") == 0) {
+		if (!val || !*val)
+			goto malformed;
+		if (strlen(val) >= sizeof(mo->metadev_path)) {
+			snprintf(why, why_len, "metadev_path is too long");
+			return -EINVAL;
+		}
+		strcpy(mo->metadev_path, val);
+		return 0;
+	}
+	if (strcmp(opt, "quorum_slot_nr") == 0) {
+		if (!val)
+			goto malformed;
+		if (*slot_seen) {
+			snprintf(why, why_len, "quorum_slot_nr may only be given once");
+			return -EINVAL;
+		}
+		if (parse_u64(val, &v) < 0 || v >= 15) {
+			snprintf(why, why_len, "quorum_slot_nr=%s: must be a slot number from 0 to 14",
+				 val);
+			return -EINVAL;
+		}
+		*slot_seen = true;
+		mo->quorum_slot_nr = (int)v;
+		return 0;
+	}
+	if (!val) {
+		if (strcmp(opt, "acl") == 0) {
+			snprintf(why, why_len, "acl: POSIX ACLs are not supported yet; mount with noacl");
+			return -EOPNOTSUPP;
+		}
+		if (strcmp(opt, "noacl") == 0) {
+			mo->acl = false;
+			return 0;
+		}
+		if (strcmp(opt, "ro") == 0) {
+			snprintf(why, why_len, "ro: read-only mounts are not supported yet");
+			return -EOPNOTSUPP;
+		}
+		if (strcmp(opt, "nosuid") == 0)
+			return mo->nosuid = true, 0;
+		if (strcmp(opt, "nodev") == 0)
+			return mo->nodev = true, 0;
+		if (strcmp(opt, "noexec") == 0)
+			return mo->noexec = true, 0;
+		for (size_t i = 0; i < ARRAY_SIZE(ignored_opts); i++) {
+			if (strcmp(opt, ignored_opts[i]) == 0)
+				return 0;
+		}
+	}
+	if (strncmp(opt, "x-", 2) == 0)
+		return 0; /* userspace options for other tools */
+malformed:
+	snprintf(why, why_len, "Unknown or malformed option: '%s%s%s'", opt, val ? "=" : "",
+		 val ? val : "");
+	return -EINVAL;
+}
+
+int mount_options_parse(struct mount_options *mo, const char *str, char *why, size_t why_len)
+{
+	bool slot_seen = false;
+	char *copy, *opt, *save = NULL;
+	int err = 0;
+
+	if (!str)
+		return 0;
+	copy = strdup(str);
+	if (!copy)
+		return -ENOMEM;
+	for (opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		err = parse_one(mo, opt, &slot_seen, why, why_len);
+		if (err < 0)
+			break;
+	}
+	free(copy);
+	return err;
+}
+
+int mount_options_check(const struct mount_options *mo, char *why, size_t why_len)
+{
+	if (!mo->metadev_path[0]) {
+		snprintf(why, why_len, "the metadev_path= option naming the metadata device is "
+				       "required");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mount_options_format(const struct mount_options *mo, char *buf, size_t len)
+{
+	int n;
+
+	n = snprintf(buf, len,
+		     "%s,data_prealloc_blocks=%llu,data_prealloc_contig_only=%d,"
+		     "ino_alloc_per_lock=%u,lock_idle_count=%u,log_merge_wait_timeout_ms=%llu,"
+		     "metadev_path=%s,orphan_scan_delay_ms=%llu,quorum_heartbeat_timeout_ms=%llu",
+		     mo->acl ? "acl" : "noacl", (unsigned long long)mo->data_prealloc_blocks,
+		     mo->data_prealloc_contig_only, mo->ino_alloc_per_lock, mo->lock_idle_count,
+		     (unsigned long long)mo->log_merge_wait_timeout_ms, mo->metadev_path,
+		     (unsigned long long)mo->orphan_scan_delay_ms,
+		     (unsigned long long)mo->quorum_heartbeat_timeout_ms);
+	if (mo->quorum_slot_nr >= 0 && n >= 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - n, ",quorum_slot_nr=%d", mo->quorum_slot_nr);
+	if (n >= 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - n, ",tcp_keepalive_timeout_ms=%llu",
+			      (unsigned long long)mo->tcp_keepalive_timeout_ms);
+	return n;
+}

@@ -1,0 +1,43 @@
+/*
+ * options.h: the scoutfs mount options -- names, defaults, ranges, and the text shown for
+ * them.  mount.scoutfs validates them before starting the daemon so a bad option fails the
+ * mount at once with a clear message, and the daemon parses the same string again.
+ */
+#ifndef SCOUTFS_OPTIONS_H
+#define SCOUTFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mount_options {
+	char metadev_path[4096];
+	int quorum_slot_nr; /* -1: not a quorum member */
+	uint64_t quorum_heartbeat_timeout_ms;
+	uint64_t tcp_keepalive_timeout_ms;
+	uint64_t orphan_scan_delay_ms;
+	uint64_t log_merge_wait_timeout_ms;
+	uint32_t lock_idle_count;
+	uint32_t ino_alloc_per_lock;
+	uint64_t data_prealloc_blocks;
+	bool data_prealloc_contig_only;
+	bool acl;
+	/* generic VFS flags passed through to the FUSE mount */
+	bool nosuid;
+	bool nodev;
+	bool noexec;
+	bool rdonly;
+};
+
+void mount_options_defaults(struct mount_options *mo);
+/*
+ * Parse a comma separated option string on top of mo.  Returns 0, or -EINVAL with why
+ * describing the first bad option.
+ */
+int mount_options_parse(struct mount_options *mo, const char *str, char *why, size_t why_len);
+/* every option is within range and the required ones are given */
+int mount_options_check(const struct mount_options *mo, char *why, size_t why_len);
+/* the options in the canonical "name=value,..." form (as /proc/mounts would show them) */
+int mount_options_format(const struct mount_options *mo, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * scoutfsd.c: the daemon of one scoutfs mount.
+ *
+ *	scoutfsd [--ready-fd N] [--debug] -o OPTIONS DATA_DEVICE MOUNTPOINT
+ *
+ * It runs in the foreground with its log on stderr; mount.scoutfs starts it in the
+ * background with stderr going to a log file, and learns through the --ready-fd pipe whether
+ * the mount came up or why it did not.  The daemon stays until the filesystem is unmounted
+ * (or it gets SIGTERM/SIGINT), then unmounts cleanly and exits 0; a failed clean unmount
+ * exits 1.  A killed daemon is a crash: the next server recovers and fences it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/mount.h"
+#include "fuse/fuse_ops.h"
+#include "net/net.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static struct mount the_mount;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: scoutfsd [--ready-fd N] [--debug] -o OPTIONS DATA_DEVICE MOUNTPOINT\n"
+		   "\n"
+		   "Serve one scoutfs mount.  OPTIONS must include metadev_path=META_DEVICE; see\n"
+		   "mount.scoutfs(8) for every option.  Normally started by mount -t scoutfs.\n");
+}
+
+static void on_signal(int sig)
+{
+	mount_interrupted = 1;
+	if (the_mount.sf)
+		sfuse_exit(the_mount.sf);
+}
+
+static void report(int fd, int err, const char *why)
+{
+	char line[1200];
+	int n;
+
+	if (fd < 0)
+		return;
+	if (err == 0)
+		n = snprintf(line, sizeof(line), "OK\n");
+	else
+		n = snprintf(line, sizeof(line), "ERR %d %s\n", -err, why);
+	if (write(fd, line, (size_t)n) < 0) {
+		/* the helper went away; it will learn from our exit status */
+	}
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ready-fd", required_argument, NULL, 'r' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mount *m = &the_mount;
+	struct sigaction sa;
+	const char *opts = NULL;
+	char why[1024] = "";
+	int ready_fd = -1;
+	struct stat st;
+	int c, err;
+
+	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			opts = optarg;
+			break;
+		case 'r':
+			ready_fd = atoi(optarg);
+			break;
+		case 'd':
+			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 64;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return 64;
+	}
+
+	mount_options_defaults(&m->mo);
+	err = mount_options_parse(&m->mo, opts, why, sizeof(why));
+	if (err == 0)
+		err = mount_options_check(&m->mo, why, sizeof(why));
+	if (err < 0)
+		goto fail;
+	snprintf(m->data_path, sizeof(m->data_path), "%s", argv[optind]);
+	if (!realpath(argv[optind + 1], m->mountpoint) || stat(m->mountpoint, &st) < 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		snprintf(why, sizeof(why), "mount point %s is not a directory", argv[optind + 1]);
+		err = -ENOTDIR;
+		goto fail;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	err = mount_setup(m, why, sizeof(why));
+	if (err == 0 && !mount_interrupted)
+		err = mount_attach(m, why, sizeof(why));
+	if (err == 0 && mount_interrupted) {
+		snprintf(why, sizeof(why), "interrupted");
+		err = -EINTR;
+	}
+	if (err < 0) {
+		log_err("mount failed: %s", why);
+		report(ready_fd, err, why);
+		mount_teardown(m);
+		return 1;
+	}
+	report(ready_fd, 0, NULL);
+
+	err = mount_run(m);
+	if (err < 0)
+		log_err("serving FUSE requests failed: %s", strerror(-err));
+	err = mount_teardown(m);
+	return err < 0 ? 1 : 0;
+fail:
+	fprintf(stderr, "scoutfsd: %s\n", why);
+	report(ready_fd, err, why);
+	return 1;
+}

@@ -1,0 +1,224 @@
+/*
+ * fs.h: the filesystem -- inodes, directories, file data, xattrs and the archival metadata.
+ *
+ * Owns: the meaning of the items in the FS zone (inode, dirent, readdir, link backref,
+ * symlink, data extent, xattr), the inode indexes by meta_seq and data_seq, inode number
+ * allocation, orphans, and every filesystem operation the FUSE layer maps requests onto.
+ *
+ * Each operation takes its cluster locks first (rename lock, inode locks in inode order,
+ * index locks), then holds the transaction, then reads and writes items through the item
+ * cache.  Inode numbers are FUSE node ids; the root directory is inode 1.
+ *
+ * Errors are negative errno values with the meaning POSIX gives them.  Permission checks are
+ * made by the kernel (the mount uses default_permissions) from the attributes returned here.
+ */
+#ifndef SCOUTFS_FS_H
+#define SCOUTFS_FS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "format/format.h"
+
+struct fs_info;
+struct item_cache;
+struct lock_info;
+struct lock;
+struct trans_info;
+struct client;
+struct dev;
+struct block_cache;
+
+/* the caller of an operation */
+struct fs_cred {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	mode_t umask;
+	/* a blocked lock wait asks this whether the caller gave up (FUSE interrupt) */
+	bool (*interrupted)(void *arg);
+	void *interrupted_arg;
+};
+
+/* attributes of an inode as stat(2) and the archival commands show them */
+struct fs_attr {
+	u64 ino;
+	u32 mode;
+	u32 nlink;
+	u32 uid;
+	u32 gid;
+	u32 rdev;
+	u64 size;
+	u64 blocks; /* 512-byte units */
+	struct timespec atime;
+	struct timespec mtime;
+	struct timespec ctime;
+	struct timespec crtime;
+	u64 meta_seq;
+	u64 data_seq;
+	u64 data_version;
+	u64 online_blocks;
+	u64 offline_blocks;
+};
+
+/* which fields of fs_setattr are set */
+enum fs_setattr_valid {
+	FS_SET_MODE = 1 << 0,
+	FS_SET_UID = 1 << 1,
+	FS_SET_GID = 1 << 2,
+	FS_SET_SIZE = 1 << 3,
+	FS_SET_ATIME = 1 << 4,
+	FS_SET_MTIME = 1 << 5,
+	FS_SET_ATIME_NOW = 1 << 6,
+	FS_SET_MTIME_NOW = 1 << 7,
+	FS_SET_CTIME = 1 << 8,
+};
+
+struct fs_setattr {
+	int valid;
+	u32 mode;
+	u32 uid;
+	u32 gid;
+	u64 size;
+	struct timespec atime;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+/* mount options the filesystem uses (validated by the daemon) */
+struct fs_options {
+	u64 data_prealloc_blocks;
+	bool data_prealloc_contig_only;
+	u32 ino_alloc_per_lock;
+	bool acl;
+};
+
+/* what the filesystem needs from the layer above it (the FUSE layer) */
+struct fs_upcalls {
+	/*
+	 * Drop what the kernel cached for inodes [first, last] and the directory entries in
+	 * those directories; called from the lock invalidation worker before the lock is given
+	 * up.  Must not wait for FUSE requests of those inodes.
+	 */
+	void (*invalidate_inodes)(void *arg, u64 first, u64 last);
+	/* is the inode still referenced by the kernel (open, cached)? */
+	bool (*inode_in_use)(void *arg, u64 ino);
+};
+
+struct fs_config {
+	struct item_cache *ic;
+	struct lock_info *li;
+	struct trans_info *ti;
+	struct client *cl;
+	struct dev *data_dev;
+	struct block_cache *bc;
+	u64 fsid;
+	u64 rid;
+	u64 fmt_vers;
+	u64 total_data_blocks;
+	struct fs_options opts;
+};
+
+int fs_create(const struct fs_config *cfg, struct fs_info **ret);
+void fs_set_upcalls(struct fs_info *fs, const struct fs_upcalls *up, void *arg);
+void fs_destroy(struct fs_info *fs);
+/* start background work (the orphan scan); after the mount is ready */
+int fs_start(struct fs_info *fs);
+/* stop background work before unmount */
+void fs_stop(struct fs_info *fs);
+void fs_set_options(struct fs_info *fs, const struct fs_options *opts);
+void fs_set_orphan_scan_delay(struct fs_info *fs, u64 ms);
+
+/* the lock layer's invalidate callback (see lock_ops) */
+int fs_lock_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_mode,
+		       enum scoutfs_lock_mode new_mode);
+
+/* ---- namespace ---- */
+
+int fs_lookup(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
+	      size_t len, struct fs_attr *attr);
+int fs_getattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, struct fs_attr *attr);
+int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const struct fs_setattr *sa,
+	       struct fs_attr *attr);
+/* create a regular file, directory, device, fifo or socket (mode includes the type) */
+int fs_mknod(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
+	     size_t len, u32 mode, u32 rdev, struct fs_attr *attr);
+int fs_symlink(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
+	       size_t len, const char *target, struct fs_attr *attr);
+/* copy the target (not NUL terminated) and return its length */
+int fs_readlink(struct fs_info *fs, const struct fs_cred *cred, u64 ino, char *buf, size_t size);
+int fs_link(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 dir, const char *name,
+	    size_t len, struct fs_attr *attr);
+int fs_unlink(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
+	      size_t len);
+int fs_rmdir(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
+	     size_t len);
+enum fs_rename_flags {
+	FS_RENAME_NOREPLACE = 1 << 0,
+	FS_RENAME_EXCHANGE = 1 << 1,
+};
+int fs_rename(struct fs_info *fs, const struct fs_cred *cred, u64 old_dir, const char *old_name,
+	      size_t old_len, u64 new_dir, const char *new_name, size_t new_len, int flags);
+
+/*
+ * Read directory entries from position pos: ".", ".." then entries in creation order.
+ * emit() gets each entry and the offset to resume after it; returning nonzero stops.
+ */
+typedef int (*fs_dirent_fn)(void *arg, const char *name, size_t len, u64 ino, u32 dtype,
+			    u64 next_pos);
+int fs_readdir(struct fs_info *fs, const struct fs_cred *cred, u64 dir, u64 pos, fs_dirent_fn emit,
+	       void *arg);
+
+/* ---- data ---- */
+
+/* read up to len bytes at off into buf (holes and past EOF read as zeros/short); bytes read */
+ssize_t fs_read(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off, void *buf,
+		size_t len);
+/* write len bytes at off (append: at EOF, *off_ret tells where); bytes written */
+ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off, bool append,
+		 const void *buf, size_t len);
+/* make everything this mount changed durable */
+int fs_sync(struct fs_info *fs);
+int fs_statfs(struct fs_info *fs, struct statvfs *st);
+
+/* ---- xattrs ---- */
+
+enum fs_xattr_flags {
+	FS_XATTR_CREATE = 1 << 0,
+	FS_XATTR_REPLACE = 1 << 1,
+};
+int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name,
+		const void *val, size_t size, int flags);
+/* size 0 returns the value's length; -ERANGE if the buffer is too small */
+ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name,
+		    void *val, size_t size);
+ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, char *buf,
+		     size_t size);
+int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name);
+
+/* ---- inode lifetime ---- */
+
+/* the kernel forgot the inode: delete it if it has no links left */
+void fs_evict(struct fs_info *fs, u64 ino);
+
+/* ---- archival ---- */
+
+struct fs_walk_entry {
+	u64 major; /* the seq */
+	u32 minor;
+	u64 ino;
+};
+
+/* the greatest seq whose inode index entries are durable and final */
+int fs_committed_seq(struct fs_info *fs, u64 *seq);
+/*
+ * Inode index entries of type (SCOUTFS_INODE_INDEX_META_SEQ_TYPE or _DATA_SEQ_TYPE) from
+ * first to last (inclusive), at most nr; clamped to the committed seq.  Returns the count.
+ */
+int fs_walk_inodes(struct fs_info *fs, u8 type, const struct fs_walk_entry *first,
+		   const struct fs_walk_entry *last, struct fs_walk_entry *ents, int nr);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * fs_int.h: what the files of the fs layer share: the mount's fs_info, item keys, inode
+ * items with their seq indexes, and the lock-then-hold sequence every change goes through.
+ */
+#ifndef SCOUTFS_FS_INT_H
+#define SCOUTFS_FS_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "format/key.h"
+#include "fs/fs.h"
+#include "item/item.h"
+#include "lock/lock.h"
+#include "trans/trans.h"
+
+struct block_cache;
+
+/* inode numbers asked of the server at a time */
+#define FS_INO_BATCH (SCOUTFS_LOCK_INODE_GROUP_NR * 10ULL)
+#define FS_MAX_FILE_SIZE ((u64)INT64_MAX)
+#define FS_BLOCK_SIZE SCOUTFS_BLOCK_SM_SIZE
+#define FS_BLOCK_SHIFT SCOUTFS_BLOCK_SM_SHIFT
+
+struct ino_pool {
+	u64 next;
+	u64 end;
+};
+
+struct fs_info {
+	struct item_cache *ic;
+	struct lock_info *li;
+	struct trans_info *ti;
+	struct client *cl;
+	struct dev *data_dev;
+	struct block_cache *bc;
+	u64 fsid;
+	u64 rid;
+	u64 fmt_vers;
+	u64 total_data_blocks;
+
+	pthread_mutex_t opts_mutex;
+	struct fs_options opts;
+
+	const struct fs_upcalls *up;
+	void *up_arg;
+
+	pthread_mutex_t ino_mutex;
+	struct ino_pool dir_pool;
+	struct ino_pool file_pool;
+
+	/* the background orphan scan */
+	pthread_t orphan_thread;
+	bool orphan_running;
+	pthread_mutex_t orphan_mutex;
+	pthread_cond_t orphan_cond;
+	bool orphan_stop;
+	u64 orphan_scan_delay_ms;
+};
+
+/* ---- keys ---- */
+
+static inline struct scoutfs_key inode_key(u64 ino)
+{
+	return key_make(SCOUTFS_FS_ZONE, ino, SCOUTFS_INODE_TYPE, 0, 0, 0);
+}
+
+static inline struct scoutfs_key dirent_key(u64 dir, u64 hash, u64 pos)
+{
+	return key_make(SCOUTFS_FS_ZONE, dir, SCOUTFS_DIRENT_TYPE, hash, pos, 0);
+}
+
+static inline struct scoutfs_key readdir_key(u64 dir, u64 pos)
+{
+	return key_make(SCOUTFS_FS_ZONE, dir, SCOUTFS_READDIR_TYPE, pos, 0, 0);
+}
+
+static inline struct scoutfs_key backref_key(u64 ino, u64 dir, u64 pos)
+{
+	return key_make(SCOUTFS_FS_ZONE, ino, SCOUTFS_LINK_BACKREF_TYPE, dir, pos, 0);
+}
+
+static inline struct scoutfs_key symlink_key(u64 ino, u64 nr)
+{
+	return key_make(SCOUTFS_FS_ZONE, ino, SCOUTFS_SYMLINK_TYPE, nr, 0, 0);
+}
+
+static inline struct scoutfs_key extent_key(u64 ino, u64 last, u64 len)
+{
+	return key_make(SCOUTFS_FS_ZONE, ino, SCOUTFS_DATA_EXTENT_TYPE, last, len, 0);
+}
+
+static inline struct scoutfs_key xattr_key(u64 ino, u64 hash, u64 id, u8 part)
+{
+	return key_make(SCOUTFS_FS_ZONE, ino, SCOUTFS_XATTR_TYPE, hash, id, part);
+}
+
+static inline struct scoutfs_key index_key(u8 type, u64 seq, u64 ino)
+{
+	return key_make(SCOUTFS_INODE_INDEX_ZONE, 0, type, seq, ino, 0);
+}
+
+static inline struct scoutfs_key orphan_key(u64 ino)
+{
+	return key_make(SCOUTFS_ORPHAN_ZONE, 0, SCOUTFS_ORPHAN_TYPE, ino, 0, 0);
+}
+
+/* ---- inodes (inode.c) ---- */
+
+/* an inode being changed by an operation: its item and the lock that covers it */
+struct fs_inode {
+	u64 ino;
+	struct lock *lock;
+	struct scoutfs_inode si;
+	bool data_changed; /* update data_seq too */
+	bool dirty;	   /* write the item at the end */
+	bool created;	   /* the item does not exist yet */
+	bool deleted;	   /* the item was deleted by the operation */
+};
+
+unsigned int fs_inode_bytes(struct fs_info *fs);
+int fs_inode_read(struct fs_info *fs, struct lock *lock, u64 ino, struct scoutfs_inode *si);
+void fs_inode_attr(const struct scoutfs_inode *si, u64 ino, struct fs_attr *attr);
+struct timespec fs_now(void);
+void fs_set_ts(struct scoutfs_timespec *dst, struct timespec ts);
+u32 fs_mode_dtype(u32 mode);
+
+/*
+ * The change of one or more inodes: locks of the seq index groups their old and new seqs
+ * fall in (WRITE_ONLY), the orphan lock if needed, and the held transaction.
+ */
+#define FS_MAX_CHANGE_INODES 5
+#define FS_MAX_INDEX_LOCKS (FS_MAX_CHANGE_INODES * 4)
+
+struct fs_change {
+	struct fs_info *fs;
+	struct fs_inode *inodes[FS_MAX_CHANGE_INODES];
+	int nr_inodes;
+	struct lock *index_locks[FS_MAX_INDEX_LOCKS];
+	u8 index_types[FS_MAX_INDEX_LOCKS];
+	u64 index_groups[FS_MAX_INDEX_LOCKS];
+	int nr_index;
+	struct lock *orphan_lock;
+	bool want_orphan;
+	bool held;
+	u64 seq;
+};
+
+void fs_change_init(struct fs_change *chg, struct fs_info *fs);
+void fs_change_add(struct fs_change *chg, struct fs_inode *fi);
+/* lock the index groups (and the orphan zone if want_orphan) and hold the transaction */
+int fs_change_begin(struct fs_change *chg, const struct fs_cred *cred, int hold_flags);
+/* write every dirty inode item with its seq index items */
+int fs_change_write_inodes(struct fs_change *chg);
+/* release the transaction and the index/orphan locks */
+void fs_change_end(struct fs_change *chg);
+
+int fs_orphan_add(struct fs_change *chg, u64 ino);
+int fs_orphan_del(struct fs_change *chg, u64 ino);
+
+/* allocate a new inode number for a directory or another kind of inode */
+int fs_alloc_ino(struct fs_info *fs, bool dir, u64 *ino);
+/* delete every item of an inode whose last link is gone (its lock is held in WRITE) */
+int fs_delete_inode_items(struct fs_info *fs, struct lock *lock, u64 ino);
+struct lock_waiter fs_waiter(const struct fs_cred *cred);
+
+/* ---- data (data.c) ---- */
+
+/* free the file's extents from block first on (truncate, deletion); batched transactions */
+int fs_data_truncate_blocks(struct fs_info *fs, struct fs_change *chg, struct fs_inode *fi,
+			    u64 first_blk);
+int fs_data_truncate(struct fs_info *fs, const struct fs_cred *cred, struct fs_inode *fi,
+		     u64 new_size);
+
+/* ---- xattrs (xattr.c) ---- */
+
+int fs_xattr_delete_all(struct fs_info *fs, struct lock *lock, u64 ino, int max, int *nr);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * xattr.c: extended attributes.
+ *
+ * An xattr is stored in one or more items keyed by (ino, hash of the name, xattr id, part).
+ * Part 0 starts with a small header {value length, name length}, then the name, then as
+ * much of the value as fits in an item; later parts carry the rest in item-sized pieces.
+ * The id comes from the inode's next_xattr_id when the xattr is created and is kept when its
+ * value is replaced, so an xattr keeps its place.  Lookups walk the items with the name's
+ * hash and compare names, so hash collisions are harmless.
+ *
+ * Names live in namespaces: user., trusted., security. and scoutfs.; the kernel checks the
+ * caller's rights for the first three.  scoutfs. names carry tags: hide. keeps a name out of
+ * listxattr; the indexing tags srch., totl. and indx. are refused until they are
+ * implemented, rather than silently storing an xattr that indexes nothing.  POSIX ACL names
+ * are refused while ACLs are not supported.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_int.h"
+#include "util/counters.h"
+#include "util/crc32c.h"
+#include "util/log.h"
+#include "util/util.h"
+
+COUNTER_DEFINE(xattr_set);
+COUNTER_DEFINE(xattr_get);
+COUNTER_DEFINE(xattr_remove);
+
+#define PART_SIZE SCOUTFS_XATTR_PART_SIZE
+#define HDR_SIZE sizeof(struct scoutfs_xattr)
+
+struct xattr_tags {
+	bool hide;
+	bool srch;
+	bool totl;
+	bool indx;
+};
+
+static u64 xattr_hash(const char *name, size_t len)
+{
+	return crc32c(name, len);
+}
+
+static unsigned int nr_parts(size_t name_len, size_t val_len)
+{
+	return (unsigned int)DIV_ROUND_UP(HDR_SIZE + name_len + val_len, PART_SIZE);
+}
+
+/* check the name's namespace and parse scoutfs. tags */
+static int parse_name(const struct fs_cred *cred, const char *name, size_t len,
+		      struct xattr_tags *tags)
+{
+	static const char *const prefixes[] = { "user.", "trusted.", "security." };
+	const char *p;
+	size_t rest;
+
+	memset(tags, 0, sizeof(*tags));
+	if (len == 0)
+		return -EINVAL;
+	if (len > SCOUTFS_XATTR_MAX_NAME_LEN)
+		return -ERANGE;
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
+		size_t plen = strlen(prefixes[i]);
+
+		if (len > plen && strncmp(name, prefixes[i], plen) == 0)
+			return 0;
+	}
+	if (len <= 8 || strncmp(name, "scoutfs.", 8) != 0)
+		return -EOPNOTSUPP; /* system.* (ACLs) and unknown namespaces */
+
+	p = name + 8;
+	rest = len - 8;
+	while (rest > 5 && p[4] == '.') {
+		bool *tag = NULL;
+
+		if (strncmp(p, "hide", 4) == 0)
+			tag = &tags->hide;
+		else if (strncmp(p, "srch", 4) == 0)
+			tag = &tags->srch;
+		else if (strncmp(p, "totl", 4) == 0)
+			tag = &tags->totl;
+		else if (strncmp(p, "indx", 4) == 0)
+			tag = &tags->indx;
+		if (!tag)
+			break;
+		if (*tag)
+			return -EINVAL; /* a tag given twice */
+		*tag = true;
+		p += 5;
+		rest -= 5;
+	}
+	if (!(tags->hide || tags->srch || tags->totl || tags->indx)) {
+		/* the only reason for the scoutfs. namespace is tags */
+		if (len >= 14)
+			return -EINVAL;
+		return 0;
+	}
+	if (tags->totl && tags->indx)
+		return -EINVAL;
+	if (tags->srch || tags->totl || tags->indx)
+		return -EOPNOTSUPP; /* indexing xattrs are not implemented yet */
+	return 0;
+}
+
+static bool tagged(const struct xattr_tags *tags)
+{
+	return tags->hide || tags->srch || tags->totl || tags->indx;
+}
+
+struct found_xattr {
+	u64 id;
+	unsigned int val_len;
+	unsigned int parts;
+};
+
+/* find an xattr by name: its id, value length and number of parts */
+static int find_xattr(struct fs_info *fs, struct lock *lock, u64 ino, const char *name, size_t len,
+		      struct found_xattr *fx)
+{
+	u64 hash = xattr_hash(name, len);
+	struct scoutfs_key key = xattr_key(ino, hash, 0, 0);
+	struct scoutfs_key last = xattr_key(ino, hash, ~0ULL, 0xff);
+	union {
+		struct scoutfs_xattr x;
+		u8 buf[PART_SIZE];
+	} u;
+	int ret;
+
+	for (;;) {
+		ret = item_next(fs->ic, lock, &key, &last, &u, sizeof(u));
+		if (ret < 0)
+			return ret;
+		if (key_fourth(&key) == 0) {
+			if ((size_t)ret < HDR_SIZE || HDR_SIZE + u.x.name_len > (size_t)ret)
+				return -EIO;
+			if (u.x.name_len == len && memcmp(u.x.name, name, len) == 0) {
+				fx->id = key_third(&key);
+				fx->val_len = le16_to_cpu(u.x.val_len);
+				fx->parts = nr_parts(len, fx->val_len);
+				return 0;
+			}
+		}
+		/* on to the next xattr with this hash */
+		if (key_third(&key) == ~0ULL)
+			return -ENOENT;
+		key = xattr_key(ino, hash, key_third(&key) + 1, 0);
+	}
+}
+
+static int delete_parts(struct fs_info *fs, struct lock *lock, u64 ino, u64 hash,
+			const struct found_xattr *fx)
+{
+	struct scoutfs_key key;
+	int err;
+
+	for (unsigned int p = 0; p < fx->parts; p++) {
+		key = xattr_key(ino, hash, fx->id, (u8)p);
+		err = item_delete(fs->ic, lock, &key);
+		if (err < 0)
+			return err == -ENOENT ? -EIO : err;
+	}
+	return 0;
+}
+
+static int write_parts(struct fs_info *fs, struct lock *lock, u64 ino, const char *name,
+		       size_t len, u64 id, const void *val, size_t size)
+{
+	u64 hash = xattr_hash(name, len);
+	size_t total = HDR_SIZE + len + size;
+	u8 part[PART_SIZE];
+	struct scoutfs_xattr *x = (void *)part;
+	const u8 *v = val;
+	struct scoutfs_key key;
+	size_t off = 0, bytes, vdone = 0;
+	unsigned int p = 0;
+	int err;
+
+	while (off < total) {
+		bytes = min_t(size_t, total - off, PART_SIZE);
+		memset(part, 0, sizeof(part));
+		if (p == 0) {
+			x->val_len = cpu_to_le16((u16)size);
+			x->name_len = (u8)len;
+			memcpy(x->name, name, len);
+			if (bytes > HDR_SIZE + len)
+				memcpy(part + HDR_SIZE + len, v, bytes - HDR_SIZE - len);
+			vdone = bytes - HDR_SIZE - len;
+		} else {
+			memcpy(part, v + vdone, bytes);
+			vdone += bytes;
+		}
+		key = xattr_key(ino, hash, id, (u8)p++);
+		err = item_create(fs->ic, lock, &key, part, bytes);
+		if (err < 0)
+			return err;
+		off += bytes;
+	}
+	return 0;
+}
+
+int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name,
+		const void *val, size_t size, int flags)
+{
+	struct lock_waiter w = fs_waiter(cred);
+	struct fs_inode fi = { .ino = ino };
+	size_t len = strlen(name);
+	struct xattr_tags tags;
+	struct found_xattr fx;
+	struct fs_change chg;
+	bool exists;
+	u64 id;
+	int err;
+
+	if ((flags & (FS_XATTR_CREATE | FS_XATTR_REPLACE)) == (FS_XATTR_CREATE | FS_XATTR_REPLACE) ||
+	    (flags & ~(FS_XATTR_CREATE | FS_XATTR_REPLACE)))
+		return -EINVAL;
+	err = parse_name(cred, name, len, &tags);
+	if (err < 0)
+		return err;
+	if (size > SCOUTFS_XATTR_MAX_VAL_LEN)
+		return -E2BIG;
+	if (tagged(&tags) && cred && cred->uid != 0)
+		return -EPERM;
+
+	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
+	if (err < 0)
+		return err;
+	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
+	if (err < 0)
+		goto unlock;
+	err = find_xattr(fs, fi.lock, ino, name, len, &fx);
+	if (err < 0 && err != -ENOENT)
+		goto unlock;
+	exists = err == 0;
+	if (exists && (flags & FS_XATTR_CREATE)) {
+		err = -EEXIST;
+		goto unlock;
+	}
+	if (!exists && (flags & FS_XATTR_REPLACE)) {
+		err = -ENODATA;
+		goto unlock;
+	}
+
+	fs_change_init(&chg, fs);
+	fs_change_add(&chg, &fi);
+	err = fs_change_begin(&chg, cred, TRANS_HOLD_ALLOC);
+	if (err < 0)
+		goto unlock;
+	if (exists) {
+		err = delete_parts(fs, fi.lock, ino, xattr_hash(name, len), &fx);
+		id = fx.id;
+	} else {
+		id = le64_to_cpu(fi.si.next_xattr_id);
+		fi.si.next_xattr_id = cpu_to_le64(id + 1);
+	}
+	if (err == 0)
+		err = write_parts(fs, fi.lock, ino, name, len, id, val, size);
+	if (err == 0) {
+		fs_set_ts(&fi.si.ctime, fs_now());
+		fi.dirty = true;
+		err = fs_change_write_inodes(&chg);
+	}
+	if (err == 0)
+		counter_inc(xattr_set);
+	fs_change_end(&chg);
+unlock:
+	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
+	return err;
+}
+
+ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name,
+		    void *val, size_t size)
+{
+	struct lock_waiter w = fs_waiter(cred);
+	size_t len = strlen(name);
+	u64 hash = xattr_hash(name, len);
+	u8 part[PART_SIZE];
+	struct xattr_tags tags;
+	struct found_xattr fx;
+	struct scoutfs_key key;
+	struct lock *lock;
+	size_t off = 0, bytes;
+	u8 *v = val;
+	ssize_t ret;
+
+	ret = parse_name(cred, name, len, &tags);
+	if (ret == -ERANGE)
+		return -ENODATA;
+	if (ret < 0)
+		return ret;
+	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
+	if (ret < 0)
+		return ret;
+	ret = find_xattr(fs, lock, ino, name, len, &fx);
+	if (ret == -ENOENT)
+		ret = -ENODATA;
+	if (ret < 0)
+		goto out;
+	if (size == 0) {
+		ret = fx.val_len;
+		goto out;
+	}
+	if (size < fx.val_len) {
+		ret = -ERANGE;
+		goto out;
+	}
+	for (unsigned int p = 0; p < fx.parts; p++) {
+		key = xattr_key(ino, hash, fx.id, (u8)p);
+		ret = item_lookup(fs->ic, lock, &key, part, sizeof(part));
+		if (ret < 0) {
+			ret = ret == -ENOENT ? -EIO : ret;
+			goto out;
+		}
+		if (p == 0) {
+			if ((size_t)ret < HDR_SIZE + len) {
+				ret = -EIO;
+				goto out;
+			}
+			bytes = (size_t)ret - HDR_SIZE - len;
+			memcpy(v, part + HDR_SIZE + len, min_t(size_t, bytes, fx.val_len));
+		} else {
+			bytes = (size_t)ret;
+			if (off + bytes > fx.val_len) {
+				ret = -EIO;
+				goto out;
+			}
+			memcpy(v + off, part, bytes);
+		}
+		off += bytes;
+	}
+	if (off != fx.val_len) {
+		ret = -EIO;
+		goto out;
+	}
+	ret = fx.val_len;
+	counter_inc(xattr_get);
+out:
+	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
+	return ret;
+}
+
+ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, char *buf,
+		     size_t size)
+{
+	struct lock_waiter w = fs_waiter(cred);
+	struct scoutfs_key key = xattr_key(ino, 0, 0, 0);
+	struct scoutfs_key last = xattr_key(ino, ~0ULL, ~0ULL, 0xff);
+	union {
+		struct scoutfs_xattr x;
+		u8 buf[PART_SIZE];
+	} u;
+	struct xattr_tags tags;
+	struct lock *lock;
+	size_t total = 0;
+	ssize_t ret;
+
+	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
+	if (ret < 0)
+		return ret;
+	for (;;) {
+		ret = item_next(fs->ic, lock, &key, &last, &u, sizeof(u));
+		if (ret == -ENOENT)
+			break;
+		if (ret < 0)
+			goto out;
+		if (key_fourth(&key) == 0) {
+			if ((size_t)ret < HDR_SIZE + u.x.name_len) {
+				ret = -EIO;
+				goto out;
+			}
+			parse_name(NULL, (char *)u.x.name, u.x.name_len, &tags);
+			if (!tags.hide) {
+				if (size) {
+					if (total + u.x.name_len + 1 > size) {
+						ret = -ERANGE;
+						goto out;
+					}
+					memcpy(buf + total, u.x.name, u.x.name_len);
+					buf[total + u.x.name_len] = '\0';
+				}
+				total += u.x.name_len + 1;
+			}
+		}
+		/* skip the rest of this xattr's parts */
+		if (key_third(&key) == ~0ULL)
+			break;
+		key = xattr_key(ino, key_second(&key), key_third(&key) + 1, 0);
+	}
+	ret = (ssize_t)total;
+out:
+	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
+	return ret;
+}
+
+int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name)
+{
+	struct lock_waiter w = fs_waiter(cred);
+	struct fs_inode fi = { .ino = ino };
+	size_t len = strlen(name);
+	struct xattr_tags tags;
+	struct found_xattr fx;
+	struct fs_change chg;
+	int err;
+
+	err = parse_name(cred, name, len, &tags);
+	if (err == -ERANGE)
+		return -ENODATA;
+	if (err < 0)
+		return err;
+	if (tagged(&tags) && cred && cred->uid != 0)
+		return -EPERM;
+	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
+	if (err < 0)
+		return err;
+	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
+	if (err == 0)
+		err = find_xattr(fs, fi.lock, ino, name, len, &fx);
+	if (err == -ENOENT)
+		err = -ENODATA;
+	if (err < 0)
+		goto unlock;
+
+	fs_change_init(&chg, fs);
+	fs_change_add(&chg, &fi);
+	err = fs_change_begin(&chg, cred, 0);
+	if (err < 0)
+		goto unlock;
+	err = delete_parts(fs, fi.lock, ino, xattr_hash(name, len), &fx);
+	if (err == 0) {
+		fs_set_ts(&fi.si.ctime, fs_now());
+		fi.dirty = true;
+		err = fs_change_write_inodes(&chg);
+	}
+	if (err == 0)
+		counter_inc(xattr_remove);
+	fs_change_end(&chg);
+unlock:
+	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
+	return err;
+}
+
+/* delete up to max xattr items of an inode; 1 if more remain */
+int fs_xattr_delete_all(struct fs_info *fs, struct lock *lock, u64 ino, int max, int *nr)
+{
+	struct scoutfs_key key = xattr_key(ino, 0, 0, 0);
+	struct scoutfs_key last = xattr_key(ino, ~0ULL, ~0ULL, 0xff);
+	u8 buf[PART_SIZE];
+	int ret;
+
+	while (*nr < max) {
+		ret = item_next(fs->ic, lock, &key, &last, buf, sizeof(buf));
+		if (ret == -ENOENT)
+			return 0;
+		if (ret < 0)
+			return ret;
+		ret = item_delete(fs->ic, lock, &key);
+		if (ret < 0)
+			return ret;
+		(*nr)++;
+	}
+	return 1;
+}

@@ -1,0 +1,44 @@
+/*
+ * fuse_ops.h: the FUSE layer -- the kernel's requests mapped onto the fs layer.
+ *
+ * Owns: the libfuse low-level session of the mount, the table of inodes the kernel knows
+ * (lookup counts, and the names under which it cached them), and dropping what the kernel
+ * cached when a cluster lock is given up.  Kernel notifications go through one dedicated
+ * thread, never from a request handler: a notification from a handler of the same inode or
+ * directory deadlocks in the kernel.
+ *
+ * Inode numbers are FUSE node ids (the root is 1 in both).  The mount uses
+ * default_permissions, so the kernel checks permissions from the attributes we return.
+ */
+#ifndef SCOUTFS_FUSE_OPS_H
+#define SCOUTFS_FUSE_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fs_info;
+struct sfuse;
+
+struct sfuse_config {
+	struct fs_info *fs;
+	const char *mountpoint;
+	const char *fsname; /* shown as the mount's source: the data device */
+	bool allow_other;
+	int max_threads;
+};
+
+int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret);
+/* mount; after this the mount point shows the filesystem */
+int sfuse_mount(struct sfuse *sf);
+/* serve requests until the filesystem is unmounted or sfuse_exit is called */
+int sfuse_loop(struct sfuse *sf);
+/* make the loop return (a signal, a forced shutdown) */
+void sfuse_exit(struct sfuse *sf);
+/* detach the mount if it is still there, and free everything */
+void sfuse_destroy(struct sfuse *sf);
+
+/* the fs layer's upcalls (see fs.h) */
+void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last);
+bool sfuse_inode_in_use(void *arg, uint64_t ino);
+
+#endif
