@@ -14,6 +14,8 @@
  * the same devices and slot can be mounted again at once.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@
 #include "util/util.h"
 
 volatile int mount_interrupted;
+volatile int mount_forced;
 
 /* ---- glue between the layers ---- */
 
@@ -214,6 +217,9 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 		 m->mo.metadev_path, m->mountpoint, (unsigned long long)m->fsid,
 		 (unsigned long long)m->rid);
 
+	err = mount_control_start(m, why, why_len);
+	if (err < 0)
+		return err;
 	err = block_cache_create(m->sp.meta, m->fsid, 0, &m->bc);
 	if (err < 0)
 		goto nomem;
@@ -287,6 +293,7 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 	err = fs_start(m->fs);
 	if (err < 0)
 		goto nomem;
+	m->ready = true;
 	log_info("mounted");
 	return 0;
 nomem:
@@ -321,20 +328,107 @@ int mount_attach(struct mount *m, char *why, size_t why_len)
 	}
 	m->mounted = true;
 
+	/* the CLI finds the daemon of a path by the mount's device number */
 	err = control_mount_sock_path(NULL, m->mountpoint, sock, sizeof(sock), &dev);
-	if (err == 0)
-		err = control_server_start(sock, mount_control_handlers, m, &m->ctl);
+	if (err == 0) {
+		unlink(sock);
+		if (symlink(m->rid_sock, sock) < 0)
+			err = -errno;
+	}
 	if (err < 0) {
-		snprintf(why, why_len, "starting the control socket failed: %s", strerror(-err));
+		snprintf(why, why_len, "publishing the control socket failed: %s", strerror(-err));
 		return err;
 	}
+	snprintf(m->mnt_sock, sizeof(m->mnt_sock), "%s", sock);
 	control_server_set_mount_dev(m->ctl, dev);
 	return 0;
+}
+
+static const char *run_dir(void)
+{
+	const char *dir = getenv(CONTROL_RUN_DIR_ENV);
+
+	return dir && *dir ? dir : CONTROL_RUN_DIR_DEFAULT;
+}
+
+/* the process start time (clock ticks since boot) tells a pid's reuse apart */
+static unsigned long long proc_start_time(void)
+{
+	char buf[1024];
+	unsigned long long start = 0;
+	char *p;
+	FILE *f;
+	int field;
+
+	f = fopen("/proc/self/stat", "r");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f)) {
+		p = strrchr(buf, ')');
+		for (field = 2; p && field < 22; field++)
+			p = strchr(p + 1, ' ');
+		if (p)
+			start = strtoull(p + 1, NULL, 10);
+	}
+	fclose(f);
+	return start;
+}
+
+int mount_control_start(struct mount *m, char *why, size_t why_len)
+{
+	char tmp[300];
+	FILE *f;
+	int err;
+
+	snprintf(m->rid_sock, sizeof(m->rid_sock), "%s/rid-%016llx.sock", run_dir(),
+		 (unsigned long long)m->rid);
+	snprintf(m->pid_file, sizeof(m->pid_file), "%s/rid-%016llx.pid", run_dir(),
+		 (unsigned long long)m->rid);
+	err = control_server_start(m->rid_sock, mount_control_handlers, m, &m->ctl);
+	if (err < 0) {
+		snprintf(why, why_len, "starting the control socket %s failed: %s", m->rid_sock,
+			 strerror(-err));
+		m->rid_sock[0] = '\0';
+		return err;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->pid_file);
+	f = fopen(tmp, "w");
+	if (f) {
+		fprintf(f, "%d %llu %s\n", (int)getpid(), proc_start_time(), m->mountpoint);
+		if (fclose(f) == 0 && rename(tmp, m->pid_file) == 0)
+			return 0;
+	}
+	snprintf(why, why_len, "writing %s failed: %s", m->pid_file, strerror(errno));
+	m->pid_file[0] = '\0';
+	return -EIO;
 }
 
 int mount_run(struct mount *m)
 {
 	return sfuse_loop(m->sf);
+}
+
+/*
+ * A forced unmount: from now on nothing is written and nothing is said.  The server (here or
+ * elsewhere) will time this mount out and fence it, which finds nothing left to stop.
+ */
+static void shut_down_forced(struct mount *m)
+{
+	log_warn("forced unmount: stopping all I/O and messages without a final commit");
+	if (m->sp.meta)
+		dev_shutdown(m->sp.meta);
+	if (m->sp.data)
+		dev_shutdown(m->sp.data);
+	if (m->q)
+		quorum_shutdown_forced(m->q);
+	if (m->ti)
+		trans_shutdown_forced(m->ti);
+	if (m->cl)
+		client_shutdown(m->cl);
+	if (m->srv)
+		server_stop_wait(m->srv);
+	if (m->li)
+		lock_shutdown(m->li);
 }
 
 int mount_teardown(struct mount *m)
@@ -343,6 +437,13 @@ int mount_teardown(struct mount *m)
 	int ret;
 
 	log_info("unmounting");
+	m->ready = false;
+	if (mount_forced)
+		shut_down_forced(m);
+	if (m->mnt_sock[0]) {
+		unlink(m->mnt_sock);
+		m->mnt_sock[0] = '\0';
+	}
 	if (m->ctl) {
 		control_server_stop(m->ctl);
 		m->ctl = NULL;
@@ -356,14 +457,14 @@ int mount_teardown(struct mount *m)
 	if (m->fs)
 		fs_stop(m->fs);
 	/* the last commit: after it nothing of this mount is dirty */
-	if (m->ti) {
+	if (m->ti && !mount_forced) {
 		ret = trans_shutdown(m->ti);
 		if (ret < 0 && !err)
 			err = ret;
 	}
 	if (m->li)
 		lock_shutdown(m->li);
-	if (m->cl) {
+	if (m->cl && !mount_forced) {
 		ret = client_farewell(m->cl);
 		if (ret < 0) {
 			log_err("farewell to the server failed: %s", strerror(-ret));
@@ -373,7 +474,8 @@ int mount_teardown(struct mount *m)
 		client_shutdown(m->cl);
 	}
 	if (m->q) {
-		quorum_stop(m->q);
+		if (!mount_forced)
+			quorum_stop(m->q);
 		quorum_destroy(m->q);
 		m->q = NULL;
 	}
@@ -392,7 +494,11 @@ int mount_teardown(struct mount *m)
 	m->li = NULL;
 	m->srv = NULL;
 	m->bc = NULL;
-	if (err == 0)
+	if (m->pid_file[0]) {
+		unlink(m->pid_file);
+		m->pid_file[0] = '\0';
+	}
+	if (err == 0 && !mount_forced)
 		log_info("unmounted cleanly");
 	return err;
 }

@@ -43,7 +43,14 @@ struct mount {
 	struct sfuse *sf;
 	struct control_server *ctl;
 	bool mounted;
+	volatile bool ready; /* set up: filesystem commands may run */
+	char rid_sock[256];  /* $RUN_DIR/rid-RID.sock: the control socket from the start */
+	char mnt_sock[256];  /* $RUN_DIR/mnt-MAJ:MIN.sock: a symlink to it once mounted */
+	char pid_file[256];  /* $RUN_DIR/rid-RID.pid: "pid starttime mountpoint" for fencing */
 };
+
+/* start the control socket as soon as the rid is known (the fence agent needs it early) */
+int mount_control_start(struct mount *m, char *why, size_t why_len);
 
 /* build everything up to a working filesystem (not yet visible to the kernel) */
 int mount_setup(struct mount *m, char *why, size_t why_len);
@@ -59,5 +66,7 @@ extern const struct control_handler *mount_control_handlers;
 
 /* set by a signal: a mount in progress gives up */
 extern volatile int mount_interrupted;
+/* set by SIGUSR1 (umount -f): shut down without writing or talking to anyone */
+extern volatile int mount_forced;
 
 #endif

@@ -54,6 +54,9 @@ static int ctl_statfs(struct control_call *call, void *arg)
 	u64 seq;
 	int err;
 
+	if (!m->ready)
+		return -EAGAIN;
+
 	if (call->req_len)
 		return -EINVAL;
 	err = fs_committed_seq(m->fs, &seq);
@@ -107,6 +110,9 @@ static int ctl_sync(struct control_call *call, void *arg)
 {
 	struct mount *m = arg;
 
+	if (!m->ready)
+		return -EAGAIN;
+
 	if (call->req_len)
 		return -EINVAL;
 	return fs_sync(m->fs);
@@ -146,6 +152,9 @@ static int ctl_client_locks(struct control_call *call, void *arg)
 {
 	struct mount *m = arg;
 
+	if (!m->ready)
+		return -EAGAIN;
+
 	return reply_text(call, describe_client_locks, m->li);
 }
 
@@ -170,6 +179,9 @@ static int ctl_quorum_status(struct control_call *call, void *arg)
 static int ctl_force_merge(struct control_call *call, void *arg)
 {
 	struct mount *m = arg;
+
+	if (!m->ready)
+		return -EAGAIN;
 
 	if (!m->srv || server_status(m->srv) != QUORUM_SERVER_UP)
 		return -ENOTCONN;
@@ -207,6 +219,9 @@ static int ctl_stat(struct control_call *call, void *arg)
 	struct stat st;
 	int err;
 
+	if (!m->ready)
+		return -EAGAIN;
+
 	if (call->req_len)
 		return -EINVAL;
 	if (fstat(call->fd, &st) < 0)
@@ -234,6 +249,9 @@ static int ctl_walk_inodes(struct control_call *call, void *arg)
 	u32 nr;
 	u8 type;
 	int ret;
+
+	if (!m->ready)
+		return -EAGAIN;
 
 	if (call->req_len != sizeof(*req))
 		return -EINVAL;

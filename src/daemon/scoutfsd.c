@@ -37,6 +37,8 @@ static void usage(FILE *f)
 
 static void on_signal(int sig)
 {
+	if (sig == SIGUSR1)
+		mount_forced = 1;
 	mount_interrupted = 1;
 	if (the_mount.sf)
 		sfuse_exit(the_mount.sf);
@@ -118,6 +120,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 

@@ -971,7 +971,6 @@ static void invalidate_worker(struct work *work)
 			req = STAILQ_FIRST(&lp->inv_fifo);
 			STAILQ_REMOVE_HEAD(&lp->inv_fifo, entry);
 			free(req);
-			while ((req = STAILQ_FIRST(&lp->inv_fifo))) { STAILQ_REMOVE_HEAD(&lp->inv_fifo, entry); free(req); }
 			lp->inv_running = false;
 			lp->lock.invalidating_mode = SCOUTFS_LOCK_NULL;
 			if (lp->grant_deferred) {

@@ -105,19 +105,19 @@ COUNTER_DEFINE(net_unknown_request);
 COUNTER_DEFINE(net_send_error);
 COUNTER_DEFINE(net_recv_error);
 
-#define NET_CONNECT_DELAY_MS	  100
-#define NET_CONNECT_TIMEOUT_MS	  1000
-#define NET_KEEPALIVE_DEFAULT_MS  24000
-#define NET_KEEPALIVE_MIN_MS	  3001
-#define NET_KEEPCNT		  3
-#define NET_LISTEN_BACKLOG	  255
-#define NET_SEND_BATCH		  16
-#define NET_HDR_LEN		  ((unsigned int)sizeof(struct scoutfs_net_header))
-#define NET_FRAME_MAX		  (NET_HDR_LEN + SCOUTFS_NET_MAX_DATA_LEN)
-#define NET_RECV_BUF		  (64 * 1024)
-#define NET_CLIENT_POOL_THREADS	  16
-#define NET_SERVER_POOL_THREADS	  64
-#define NET_ADDR_STR		  24
+#define NET_CONNECT_DELAY_MS     100
+#define NET_CONNECT_TIMEOUT_MS   1000
+#define NET_KEEPALIVE_DEFAULT_MS 24000
+#define NET_KEEPALIVE_MIN_MS     3001
+#define NET_KEEPCNT              3
+#define NET_LISTEN_BACKLOG       255
+#define NET_SEND_BATCH           16
+#define NET_HDR_LEN              ((unsigned int)sizeof(struct scoutfs_net_header))
+#define NET_FRAME_MAX            (NET_HDR_LEN + SCOUTFS_NET_MAX_DATA_LEN)
+#define NET_RECV_BUF             (64 * 1024)
+#define NET_CLIENT_POOL_THREADS  16
+#define NET_SERVER_POOL_THREADS  64
+#define NET_ADDR_STR             24
 
 /* ---------------------------------------------------------------------------------------- */
 /* messages */
@@ -129,10 +129,10 @@ struct net_msg {
 	TAILQ_ENTRY(net_msg) qent; /* on send_q or resend_q, see q */
 	struct msg_list *q;
 	TAILQ_ENTRY(net_msg) rent; /* responses: on unacked, in seq order */
-	RB_ENTRY(net_msg) node;	   /* requests: in requests by (id, cmd) */
+	RB_ENTRY(net_msg) node;    /* requests: in requests by (id, cmd) */
 	net_response_fn resp_fn;
 	void *resp_arg;
-	bool greeting;	  /* out of band: never resent, freed once written */
+	bool greeting;    /* out of band: never resent, freed once written */
 	bool break_after; /* break the socket once this is written */
 	u64 seq;
 	u64 id;
@@ -242,7 +242,7 @@ struct net_conn {
 	struct net_pool *pool;
 
 	pthread_mutex_t mutex;
-	pthread_cond_t cond;	  /* socket state, greeting, handler counts */
+	pthread_cond_t cond;      /* socket state, greeting, handler counts */
 	pthread_cond_t send_cond; /* the sender's wakeups */
 
 	/* protocol state: survives sockets and migrates between accepted conns */
@@ -288,10 +288,10 @@ struct net_conn {
 
 	/* accepted, under srv->mutex */
 	TAILQ_ENTRY(net_conn) srv_entry;
-	bool unlinked;	  /* off the server's list: being migrated or destroyed */
-	bool parked;	  /* in the reconnect window */
+	bool unlinked; /* off the server's list: being migrated or destroyed */
+	bool parked;   /* in the reconnect window */
 	u64 park_deadline_ms;
-	u64 rid;	  /* nonzero once greeted (also read under conn->mutex) */
+	u64 rid; /* nonzero once greeted (also read under conn->mutex) */
 	u64 peer_greeting_id;
 };
 
@@ -345,7 +345,7 @@ static void cond_init_mono(pthread_cond_t *cond)
 /* wire errors */
 
 static const int wire_errnos[SCOUTFS_NET_ERR_UNKNOWN] = {
-	[SCOUTFS_NET_ERR_NONE] = 0,	     [SCOUTFS_NET_ERR_ENOENT] = ENOENT,
+	[SCOUTFS_NET_ERR_NONE] = 0,          [SCOUTFS_NET_ERR_ENOENT] = ENOENT,
 	[SCOUTFS_NET_ERR_ENOMEM] = ENOMEM,   [SCOUTFS_NET_ERR_EIO] = EIO,
 	[SCOUTFS_NET_ERR_ENOSPC] = ENOSPC,   [SCOUTFS_NET_ERR_EINVAL] = EINVAL,
 	[SCOUTFS_NET_ERR_ENOLINK] = ENOLINK, [SCOUTFS_NET_ERR_ESTALE] = ESTALE,
@@ -961,8 +961,7 @@ static int recv_frame(struct net_conn *conn, const struct frame *f, const u8 *da
 	if (!(f->flags & SCOUTFS_NET_FLAG_RESPONSE))
 		return recv_request(conn, f, data); /* unlocks */
 
-	req = req_tree_RB_FIND(&conn->requests,
-			       &(struct net_msg){ .id = f->id, .cmd = f->cmd });
+	req = req_tree_RB_FIND(&conn->requests, &(struct net_msg){ .id = f->id, .cmd = f->cmd });
 	if (!req) {
 		pthread_mutex_unlock(&conn->mutex);
 		counter_inc(net_dropped_response);
@@ -1089,8 +1088,8 @@ struct sync_ctx {
 	bool var;
 };
 
-static void sync_response(struct net_conn *conn, const void *data, unsigned int data_len,
-			  int error, void *arg)
+static void sync_response(struct net_conn *conn, const void *data, unsigned int data_len, int error,
+			  void *arg)
 {
 	struct sync_ctx *ctx = arg;
 
@@ -1421,6 +1420,7 @@ static void client_one_socket(struct net_conn *conn)
 	char peer[NET_ADDR_STR];
 	struct sockaddr_in sin;
 	struct sockaddr_in lsin;
+	unsigned int keepalive_ms;
 	struct net_msg *msg;
 	int ret;
 	int fd;
@@ -1430,7 +1430,10 @@ static void client_one_socket(struct net_conn *conn)
 	if (ret)
 		return;
 
-	fd = connect_socket(&sin, conn->keepalive_ms, &lsin);
+	pthread_mutex_lock(&conn->mutex);
+	keepalive_ms = conn->keepalive_ms;
+	pthread_mutex_unlock(&conn->mutex);
+	fd = connect_socket(&sin, keepalive_ms, &lsin);
 	if (fd < 0) {
 		addr_str(&sin, peer);
 		log_debug("net: connecting to %s failed: %d", peer, fd);
@@ -1728,7 +1731,18 @@ static int queue_greeting_reply(struct net_conn *conn, u64 id, int error,
 /*
  * A greeting request on an accepted socket, on its receive thread.  The server validates it,
  * then the connection rules decide whether this socket continues an existing lineage
- * (migrate), starts a new one (client_up) or is refused.
+ * (migrate), starts a new one (client_up) or is refused:
+ *
+ *  - An older connection of the same rid exists: it is broken if it is still live, and once
+ *    parked its state moves into this one.  This is also done for a greeting with
+ *    server_term 0: that client lost our first greeting reply, so it has sent us nothing but
+ *    greetings, and taking over keeps client_up/client_down paired and spares a live client
+ *    the reconnect timeout of its orphaned connection.
+ *  - A newer connection of the rid exists (a greeting with a higher request id): this socket
+ *    is a stale one and is dropped.
+ *  - The client names this server's term but its state is gone (timed out, being fenced) and
+ *    it is not saying farewell: dropped without a reply, it keeps retrying.
+ *  - Otherwise this is the rid's first connection to this server: client_up.
  */
 static int server_greeting(struct net_conn *conn, const struct frame *f, const u8 *data)
 {
@@ -1966,6 +1980,7 @@ static void *listen_thread(void *arg)
 	struct sockaddr_in peer;
 	struct pollfd pfd[2];
 	socklen_t len;
+	int err;
 	int fd;
 
 	thread_set_name("net-listen");
@@ -1975,7 +1990,7 @@ static void *listen_thread(void *arg)
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			fd = -errno;
+			err = -errno;
 			goto error;
 		}
 		if (pfd[1].revents)
@@ -2008,7 +2023,7 @@ static void *listen_thread(void *arg)
 				usleep(100 * 1000);
 				continue;
 			default:
-				fd = -errno;
+				err = -errno;
 				goto error;
 			}
 		}
@@ -2017,9 +2032,9 @@ static void *listen_thread(void *arg)
 	return NULL;
 
 error:
-	log_err("net: listening socket failed: %d", fd);
+	log_err("net: listening socket failed: %d", err);
 	if (srv->ops->listener_error)
-		srv->ops->listener_error(srv->arg, fd);
+		srv->ops->listener_error(srv->arg, err);
 	return NULL;
 }
 

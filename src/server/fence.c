@@ -462,6 +462,9 @@ void reclaim_work_fn(struct work *work)
 
 	if (server_stopping(srv))
 		return;
+	/* fences acknowledged while starting are reclaimed once up (queued then) */
+	if (server_status(srv) != QUORUM_SERVER_UP)
+		return;
 	expire_fences(srv);
 
 	pthread_mutex_lock(&srv->fence_mutex);

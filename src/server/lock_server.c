@@ -288,7 +288,7 @@ static struct client_entry *find_entry(struct server_lock *sl, enum entry_list l
 static bool entries_compatible(struct client_entry *gr, struct client_entry *req)
 {
 	if (gr->mode == req->mode &&
-	    (req->mode == SCOUTFS_LOCK_READ || req->mode == SCOUTFS_LOCK_WRITE_ONLY))
+	    (req->mode == SCOUTFS_LOCK_READ))
 		return true;
 	if (gr->rid == req->rid)
 		return gr->mode == SCOUTFS_LOCK_READ && req->mode == SCOUTFS_LOCK_WRITE;

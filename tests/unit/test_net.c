@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka.h needs the four above first */
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -30,27 +31,27 @@
 #include "util/util.h"
 
 /* the commands the tests use, and what their test handlers do */
-#define CMD_ECHO     SCOUTFS_NET_CMD_ALLOC_INODES   /* server: pool, echo key + term */
-#define CMD_ERROR    SCOUTFS_NET_CMD_GET_ROOTS	    /* server: answers -ENOSPC */
-#define CMD_ORDER    SCOUTFS_NET_CMD_GET_LAST_SEQ   /* server: inline, checks order */
-#define CMD_HOLD     SCOUTFS_NET_CMD_STATFS	    /* server: held, or echo when not holding */
-#define CMD_NOHANDLER SCOUTFS_NET_CMD_GET_VOLOPT    /* nobody handles it */
-#define CMD_FAREWELL SCOUTFS_NET_CMD_FAREWELL	    /* server: marks saw_farewell */
-#define CMD_C_LOCK   SCOUTFS_NET_CMD_LOCK	    /* client: inline, checks order */
-#define CMD_C_SYNC   SCOUTFS_NET_CMD_SYNC_LOG_TREES /* client: pool, echo, counts keys */
-#define CMD_C_HOLD   SCOUTFS_NET_CMD_OPEN_INO_MAP   /* client: held, or echo */
+#define CMD_ECHO      SCOUTFS_NET_CMD_ALLOC_INODES   /* server: pool, echo key + term */
+#define CMD_ERROR     SCOUTFS_NET_CMD_GET_ROOTS      /* server: answers -ENOSPC */
+#define CMD_ORDER     SCOUTFS_NET_CMD_GET_LAST_SEQ   /* server: inline, checks order */
+#define CMD_HOLD      SCOUTFS_NET_CMD_STATFS         /* server: held, or echo when not holding */
+#define CMD_NOHANDLER SCOUTFS_NET_CMD_GET_VOLOPT     /* nobody handles it */
+#define CMD_FAREWELL  SCOUTFS_NET_CMD_FAREWELL       /* server: marks saw_farewell */
+#define CMD_C_LOCK    SCOUTFS_NET_CMD_LOCK           /* client: inline, checks order */
+#define CMD_C_SYNC    SCOUTFS_NET_CMD_SYNC_LOG_TREES /* client: pool, echo, counts keys */
+#define CMD_C_HOLD    SCOUTFS_NET_CMD_OPEN_INO_MAP   /* client: held, or echo */
 
-#define MAX_KEYS 32768
-#define MAX_HELD 4096
+#define MAX_KEYS  32768
+#define MAX_HELD  4096
 #define TEST_FSID 0x5c0f5
 
-#define WAIT_FOR(expr, ms)                                                                 \
-	({                                                                                 \
-		uint64_t __end = now_mono_ms() + (ms);                                     \
-		bool __ok;                                                                 \
-		while (!(__ok = (expr)) && now_mono_ms() < __end)                          \
-			usleep(1000);                                                      \
-		__ok;                                                                      \
+#define WAIT_FOR(expr, ms)                                                                         \
+	({                                                                                         \
+		uint64_t __end = now_mono_ms() + (ms);                                             \
+		bool __ok;                                                                         \
+		while (!(__ok = (expr)) && now_mono_ms() < __end)                                  \
+			usleep(1000);                                                              \
+		__ok;                                                                              \
 	})
 
 struct payload {
@@ -233,9 +234,9 @@ static struct tserver *tserver_start(u16 port, u64 term, u64 reconnect_ms)
 	assert_non_null(ts->proc);
 	ts->term = term;
 	pthread_mutex_init(&ts->hold_mutex, NULL);
-	assert_int_equal(net_server_create(&sin, term, &srv_ops, srv_handlers, ts, reconnect_ms,
-					   &ts->srv),
-			 0);
+	assert_int_equal(
+		net_server_create(&sin, term, &srv_ops, srv_handlers, ts, reconnect_ms, &ts->srv),
+		0);
 	net_server_local_addr(ts->srv, &ts->addr);
 	assert_int_not_equal(ts->addr.sin_port, 0);
 	return ts;
@@ -301,8 +302,8 @@ static void cl_build_greeting(void *arg, struct scoutfs_net_greeting *gr)
 	gr->fmt_vers = cpu_to_le64(SCOUTFS_FORMAT_VERSION_DEFAULT);
 	gr->server_term = cpu_to_le64(atomic_load(&tc->term));
 	gr->rid = cpu_to_le64(tc->rid);
-	gr->flags = cpu_to_le64(atomic_load(&tc->farewell) ? SCOUTFS_NET_GREETING_FLAG_FAREWELL
-							     : 0);
+	gr->flags =
+		cpu_to_le64(atomic_load(&tc->farewell) ? SCOUTFS_NET_GREETING_FLAG_FAREWELL : 0);
 }
 
 static int cl_greeting_reply(void *arg, const struct scoutfs_net_greeting *gr, bool new_server)
@@ -528,8 +529,7 @@ static int raw_connect(const struct sockaddr_in *sin)
 	return fd;
 }
 
-static void put_hdr(u8 *buf, u64 seq, u64 recv_seq, u64 id, u16 len, u8 cmd, u8 flags,
-		    u8 error)
+static void put_hdr(u8 *buf, u64 seq, u64 recv_seq, u64 id, u16 len, u8 cmd, u8 flags, u8 error)
 {
 	struct scoutfs_net_header nh = {
 		.seq = cpu_to_le64(seq),
@@ -586,8 +586,8 @@ static bool raw_closed(int fd, int ms)
 
 static void test_error_mapping(void **state)
 {
-	static const int errs[] = { 0, -ENOENT, -ENOMEM, -EIO, -ENOSPC, -EINVAL, -ENOLINK,
-				    -ESTALE, -EEXIST };
+	static const int errs[] = { 0,       -ENOENT,  -ENOMEM, -EIO,   -ENOSPC,
+				    -EINVAL, -ENOLINK, -ESTALE, -EEXIST };
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(errs); i++) {
@@ -639,12 +639,12 @@ static void test_round_trips(void **state)
 			 -EMSGSIZE);
 
 	/* bad arguments */
-	assert_int_equal(net_submit_request(tc->conn, CMD_ECHO, big,
-					    SCOUTFS_NET_MAX_DATA_LEN + 1, NULL, NULL),
+	assert_int_equal(net_submit_request(tc->conn, CMD_ECHO, big, SCOUTFS_NET_MAX_DATA_LEN + 1,
+					    NULL, NULL),
 			 -EINVAL);
-	assert_int_equal(net_submit_request(tc->conn, SCOUTFS_NET_CMD_GREETING, NULL, 0, NULL,
-					    NULL),
-			 -EINVAL);
+	assert_int_equal(
+		net_submit_request(tc->conn, SCOUTFS_NET_CMD_GREETING, NULL, 0, NULL, NULL),
+		-EINVAL);
 
 	/* nobody handles this command: an error comes back, the connection stays */
 	unknown = counter_val("net_unknown_request");
@@ -666,10 +666,9 @@ static void test_round_trips(void **state)
 	async_free(a);
 	a = async_alloc(8);
 	for (i = 0; i < a->nr; i++)
-		assert_int_equal(net_server_submit_request(ts->srv, 0x1111, CMD_C_SYNC,
-							   &(struct payload){ .key = i },
-							   sizeof(struct payload), async_cb,
-							   &a->slots[i]),
+		assert_int_equal(net_server_submit_request(
+					 ts->srv, 0x1111, CMD_C_SYNC, &(struct payload){ .key = i },
+					 sizeof(struct payload), async_cb, &a->slots[i]),
 				 0);
 	assert_true(WAIT_FOR(atomic_load(&a->nr_done) == a->nr, 5000));
 	for (i = 0; i < a->nr; i++) {
@@ -677,9 +676,9 @@ static void test_round_trips(void **state)
 		assert_int_equal(a->slots[i].marker, 0x1111);
 		assert_int_equal(atomic_load(&tc->proc[i]), 1);
 	}
-	assert_int_equal(net_server_submit_request(ts->srv, 0x2222, CMD_C_SYNC, &p, sizeof(p),
-						   NULL, NULL),
-			 -ENOTCONN);
+	assert_int_equal(
+		net_server_submit_request(ts->srv, 0x2222, CMD_C_SYNC, &p, sizeof(p), NULL, NULL),
+		-ENOTCONN);
 
 	/* broadcast to every client but one */
 	net_server_submit_request_all(ts->srv, CMD_C_SYNC, &(struct payload){ .key = 100 },
@@ -693,17 +692,16 @@ static void test_round_trips(void **state)
 	assert_int_equal(submit_slot(tc->conn, CMD_HOLD, &a->slots[0]), 0);
 	assert_true(WAIT_FOR(atomic_load(&ts->nr_held) == 1, 2000));
 	r = (struct payload){ .key = 0, .marker = 99 };
-	assert_int_equal(net_server_response(ts->srv, ts->held[0].rid, CMD_HOLD, ts->held[0].id,
-					     0, &r, sizeof(r)),
+	assert_int_equal(net_server_response(ts->srv, ts->held[0].rid, CMD_HOLD, ts->held[0].id, 0,
+					     &r, sizeof(r)),
 			 0);
 	assert_true(WAIT_FOR(atomic_load(&a->slots[0].done) == 2, 2000));
 	assert_int_equal(a->slots[0].marker, 99);
 	/* answering twice does nothing */
-	assert_int_equal(net_server_response(ts->srv, ts->held[0].rid, CMD_HOLD, ts->held[0].id,
-					     0, &r, sizeof(r)),
+	assert_int_equal(net_server_response(ts->srv, ts->held[0].rid, CMD_HOLD, ts->held[0].id, 0,
+					     &r, sizeof(r)),
 			 0);
-	assert_int_equal(net_server_response(ts->srv, 0x2222, CMD_HOLD, 1, 0, NULL, 0),
-			 -ENOTCONN);
+	assert_int_equal(net_server_response(ts->srv, 0x2222, CMD_HOLD, 1, 0, NULL, 0), -ENOTCONN);
 
 	assert_true(net_describe(tc->conn, desc, sizeof(desc)) > 0);
 	assert_non_null(strstr(desc, "greeted"));
@@ -736,10 +734,9 @@ static void test_ordering(void **state)
 	async_free(a);
 	a = async_alloc(2001);
 	for (i = 1; i <= 2000; i++)
-		assert_int_equal(net_server_submit_request(ts->srv, 0x2222, CMD_C_LOCK,
-							   &(struct payload){ .key = i },
-							   sizeof(struct payload), async_cb,
-							   &a->slots[i]),
+		assert_int_equal(net_server_submit_request(
+					 ts->srv, 0x2222, CMD_C_LOCK, &(struct payload){ .key = i },
+					 sizeof(struct payload), async_cb, &a->slots[i]),
 				 0);
 	assert_true(WAIT_FOR(atomic_load(&a->nr_done) == 2000, 10000));
 	assert_int_equal(atomic_load(&tc->nr_lock), 2000);
@@ -767,19 +764,18 @@ static void test_break_midstream(void **state)
 	int i;
 
 	atomic_store(&a->gate_closed, true);
-	for (i = 0; i < nr; i++) {
+	for (i = 0; i < nr; i++)
 		assert_int_equal(submit_slot(tc->conn, CMD_ECHO, &a->slots[i]), 0);
-		if (i == nr / 2)
-			net_client_break_socket(tc->conn);
-	}
 	assert_true(WAIT_FOR(atomic_load(&a->gate_entered), 10000));
 	/* let the server answer a pile of requests that nobody reads */
 	assert_true(WAIT_FOR(atomic_load(&ts->nr_proc) >= 2000, 20000));
 	net_client_break_socket(tc->conn);
 	atomic_store(&a->gate_closed, false);
 
+	/* and again while thousands of requests and responses are being resent */
 	for (i = 0; i < 3; i++) {
-		usleep(30 * 1000);
+		WAIT_FOR(net_client_connected(tc->conn), 5000);
+		usleep(5 * 1000);
 		net_client_break_socket(tc->conn);
 	}
 
@@ -849,9 +845,9 @@ static void test_new_server_term(void **state)
 
 	/* one answer to the old server while disconnected: queued, then dropped */
 	r = (struct payload){ .key = 500, .marker = 1 };
-	assert_int_equal(net_response(tc->conn, CMD_C_HOLD, atomic_load(&tc->held_ids[0]), 0, &r,
-				      sizeof(r)),
-			 0);
+	assert_int_equal(
+		net_response(tc->conn, CMD_C_HOLD, atomic_load(&tc->held_ids[0]), 0, &r, sizeof(r)),
+		0);
 
 	dropped = counter_val("net_dropped_response");
 	ts2 = tserver_start(port, 2, 10000);
@@ -871,9 +867,9 @@ static void test_new_server_term(void **state)
 
 	/* the other answer to the old server, after the new one greeted us */
 	r.key = 501;
-	assert_int_equal(net_response(tc->conn, CMD_C_HOLD, atomic_load(&tc->held_ids[1]), 0, &r,
-				      sizeof(r)),
-			 0);
+	assert_int_equal(
+		net_response(tc->conn, CMD_C_HOLD, atomic_load(&tc->held_ids[1]), 0, &r, sizeof(r)),
+		0);
 
 	/* the new server's own request of the same kind is answered properly */
 	atomic_store(&tc->hold, false);
@@ -923,10 +919,9 @@ static void test_reconnect_migrates(void **state)
 	assert_int_equal(net_server_nr_clients(ts->srv), 1);
 
 	for (i = 0; i < 10; i++) {
-		assert_int_equal(net_server_submit_request(ts->srv, 0x5555, CMD_C_SYNC,
-							   &(struct payload){ .key = i },
-							   sizeof(struct payload), async_cb,
-							   &sa->slots[i]),
+		assert_int_equal(net_server_submit_request(
+					 ts->srv, 0x5555, CMD_C_SYNC, &(struct payload){ .key = i },
+					 sizeof(struct payload), async_cb, &sa->slots[i]),
 				 0);
 		assert_int_equal(submit_slot(tc->conn, CMD_ECHO, &ca->slots[i]), 0);
 	}
@@ -989,9 +984,9 @@ static void test_reconnect_timeout(void **state)
 	assert_int_equal(atomic_load(&ts->down_before_timeout), 0);
 	assert_true(WAIT_FOR(atomic_load(&sa->nr_done) == 1, 2000));
 	assert_int_equal(sa->slots[0].error, -ECONNABORTED);
-	assert_int_equal(net_server_submit_request(ts->srv, 0x6666, CMD_C_SYNC, &p, sizeof(p),
-						   NULL, NULL),
-			 -ENOTCONN);
+	assert_int_equal(
+		net_server_submit_request(ts->srv, 0x6666, CMD_C_SYNC, &p, sizeof(p), NULL, NULL),
+		-ENOTCONN);
 	assert_int_equal(net_server_nr_clients(ts->srv), 0);
 	tclient_free(tc);
 
@@ -1069,8 +1064,8 @@ static void test_malformed(void **state)
 		{ "error on request", AFTER_GREETING, 2, 2, 0, CMD_ECHO, 0, 1, 0, 0 },
 		{ "unknown error", AFTER_GREETING, 2, 2, 0, CMD_ECHO, SCOUTFS_NET_FLAG_RESPONSE,
 		  SCOUTFS_NET_ERR_UNKNOWN, 0, 0 },
-		{ "payload on error", AFTER_GREETING, 2, 2, 4, CMD_ECHO,
-		  SCOUTFS_NET_FLAG_RESPONSE, 1, 0, 0 },
+		{ "payload on error", AFTER_GREETING, 2, 2, 4, CMD_ECHO, SCOUTFS_NET_FLAG_RESPONSE,
+		  1, 0, 0 },
 		{ "oversized", 0, 1, 1, 5000, SCOUTFS_NET_CMD_GREETING, 0, 0, 0, 32 },
 		{ "oversized later", AFTER_GREETING, 2, 2, SCOUTFS_NET_MAX_DATA_LEN + 1, CMD_ECHO,
 		  0, 0, 0, 32 },
@@ -1103,8 +1098,8 @@ static void test_malformed(void **state)
 		if (counter_val("net_recv_invalid_message") != invalid + 1)
 			fail_msg("'%s' not counted as invalid", b->name);
 		/* the real client is unaffected */
-		assert_int_equal(
-			net_sync_request(tc->conn, CMD_ECHO, &p, sizeof(p), &r, sizeof(r)), 0);
+		assert_int_equal(net_sync_request(tc->conn, CMD_ECHO, &p, sizeof(p), &r, sizeof(r)),
+				 0);
 	}
 
 	/* a greeting the server refuses is answered with an error, then the socket closes */
@@ -1328,18 +1323,12 @@ static void test_destroy_in_flight(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_error_mapping),
-		cmocka_unit_test(test_round_trips),
-		cmocka_unit_test(test_ordering),
-		cmocka_unit_test(test_break_midstream),
-		cmocka_unit_test(test_new_server_term),
-		cmocka_unit_test(test_reconnect_migrates),
-		cmocka_unit_test(test_reconnect_timeout),
-		cmocka_unit_test(test_farewell),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_client_rejects),
-		cmocka_unit_test(test_shutdown_aborts),
-		cmocka_unit_test(test_destroy_in_flight),
+		cmocka_unit_test(test_error_mapping),     cmocka_unit_test(test_round_trips),
+		cmocka_unit_test(test_ordering),          cmocka_unit_test(test_break_midstream),
+		cmocka_unit_test(test_new_server_term),   cmocka_unit_test(test_reconnect_migrates),
+		cmocka_unit_test(test_reconnect_timeout), cmocka_unit_test(test_farewell),
+		cmocka_unit_test(test_malformed),         cmocka_unit_test(test_client_rejects),
+		cmocka_unit_test(test_shutdown_aborts),   cmocka_unit_test(test_destroy_in_flight),
 	};
 	const char *verbose = getenv("NET_TEST_VERBOSE");
 

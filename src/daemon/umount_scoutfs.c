@@ -1,0 +1,137 @@
+/*
+ * umount_scoutfs.c: /sbin/umount.fuse.scoutfs, what `umount MOUNTPOINT` runs for a scoutfs
+ * mount (mount.scoutfs registered the mount in utab so that umount looks for this helper).
+ *
+ *	umount.fuse.scoutfs MOUNTPOINT [-l] [-f] [-n] [-v] [-r] [-d]
+ *
+ * The kernel tells a FUSE daemon nothing when it is unmounted, and umount(2) returns before
+ * the daemon has written its last transaction.  So this helper asks the mount's daemon for
+ * its pid (over the control socket), unmounts, and then waits until the daemon has exited --
+ * it exits after its final commit and farewell -- so that the same devices can be mounted
+ * again at once.  With -f the daemon is first told to shut down without writing (a forced
+ * unmount, as a fence would); with -l it is not waited for.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control/control.h"
+#include "control/ctl_client.h"
+
+struct ping_ctx {
+	pid_t pid;
+};
+
+static int ping_cb(const void *data, size_t len, void *arg)
+{
+	const struct control_ping_resp *resp = data;
+	struct ping_ctx *ctx = arg;
+
+	if (len >= sizeof(*resp))
+		ctx->pid = (pid_t)resp->pid;
+	return 0;
+}
+
+/* the daemon's pid, from mountinfo and the control socket; 0 if it can't be reached */
+static pid_t daemon_pid(const char *mountpoint)
+{
+	struct ping_ctx ctx = { 0 };
+	struct ctl_conn *conn = NULL;
+	char sock[256];
+	char err[256];
+	dev_t dev;
+
+	if (control_mount_sock_path(NULL, mountpoint, sock, sizeof(sock), &dev) < 0)
+		return 0;
+	if (ctl_open_socket(sock, &conn, err, sizeof(err)) < 0)
+		return 0;
+	if (ctl_call(conn, CONTROL_CMD_PING, NULL, 0, -1, ping_cb, &ctx) < 0)
+		ctx.pid = 0;
+	ctl_close(conn);
+	return ctx.pid;
+}
+
+static int run_umount(char **args)
+{
+	pid_t pid = fork();
+	int status = 0;
+
+	if (pid == 0) {
+		execvp("umount", args);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return 1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+int main(int argc, char **argv)
+{
+	char *args[16];
+	char mountpoint[PATH_MAX];
+	const char *mnt = NULL;
+	bool lazy = false, force = false, verbose = false;
+	struct pollfd pfd;
+	int nargs = 0;
+	int pidfd = -1;
+	pid_t pid;
+	int ret;
+	int i;
+
+	args[nargs++] = "umount";
+	args[nargs++] = "-i"; /* don't come back here */
+	for (i = 1; i < argc && nargs < 14; i++) {
+		if (argv[i][0] == '-') {
+			if (strchr(argv[i], 'l'))
+				lazy = true;
+			if (strchr(argv[i], 'f'))
+				force = true;
+			if (strchr(argv[i], 'v'))
+				verbose = true;
+			args[nargs++] = argv[i];
+		} else if (!mnt) {
+			mnt = argv[i];
+		}
+	}
+	if (!mnt) {
+		fprintf(stderr, "usage: umount.fuse.scoutfs MOUNTPOINT [-l] [-f] [-n] [-v]\n");
+		return 1;
+	}
+	if (!realpath(mnt, mountpoint))
+		snprintf(mountpoint, sizeof(mountpoint), "%s", mnt);
+	args[nargs++] = mountpoint;
+	args[nargs] = NULL;
+
+	pid = daemon_pid(mountpoint);
+	if (pid > 0)
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pid > 0 && force) {
+		/* a forced unmount: the daemon stops writing and talking at once */
+		kill(pid, SIGUSR1);
+	}
+
+	ret = run_umount(args);
+	if (ret != 0 || lazy || pidfd < 0) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return ret;
+	}
+
+	if (verbose)
+		printf("umount.fuse.scoutfs: waiting for the scoutfs daemon (pid %d) to finish\n",
+		       (int)pid);
+	pfd.fd = pidfd;
+	pfd.events = POLLIN;
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+		;
+	close(pidfd);
+	return 0;
+}
