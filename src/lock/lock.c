@@ -70,6 +70,8 @@
 #define NR_MODES SCOUTFS_LOCK_INVALID
 /* how often a blocked wait asks its waiter whether it was interrupted */
 #define WAIT_POLL_MS 50
+/* how long a failed invalidate callback waits before it is tried again */
+#define INV_RETRY_MS 100
 
 COUNTER_DEFINE(lock_lock);
 COUNTER_DEFINE(lock_unlock);
@@ -91,6 +93,7 @@ COUNTER_DEFINE(lock_invalidate_unknown);
 COUNTER_DEFINE(lock_invalidate_chained);
 COUNTER_DEFINE(lock_invalidate_callback);
 COUNTER_DEFINE(lock_invalidate_callback_error);
+COUNTER_DEFINE(lock_invalidate_retry);
 COUNTER_DEFINE(lock_invalidate_noop);
 COUNTER_DEFINE(lock_invalidate_response);
 COUNTER_DEFINE(lock_invalidate_response_error);
@@ -138,6 +141,9 @@ struct lock_private {
 	/* the worker's view of the running invalidation */
 	enum scoutfs_lock_mode inv_old;
 	enum scoutfs_lock_mode inv_new;
+	/* the callback failed: not answered, tried again at inv_retry_ns */
+	bool inv_failed;
+	u64 inv_retry_ns;
 	/* a grant that arrived while an invalidation ran, applied when it is done */
 	struct scoutfs_net_lock deferred_grant;
 	bool grant_deferred;
@@ -154,7 +160,8 @@ static int lock_private_cmp(const struct lock_private *a, const struct lock_priv
 
 RB_HEAD(lock_tree, lock_private);
 /* libbsd leaves __unused undefined, so spell out RB_GENERATE_STATIC */
-RB_GENERATE_INTERNAL(lock_tree, lock_private, node, lock_private_cmp, __attribute__((unused)) static)
+RB_GENERATE_INTERNAL(lock_tree, lock_private, node, lock_private_cmp,
+                     __attribute__((unused)) static)
 
 struct lock_info {
 	struct lock_ops ops;
@@ -400,17 +407,19 @@ static void lock_put(struct lock_info *li, struct lock_private *lp)
 }
 
 static int lock_find_or_create(struct lock_info *li, const struct scoutfs_key *start,
-			       const struct scoutfs_key *end, struct lock_private **ret)
+                               const struct scoutfs_key *end, struct lock_private **ret)
 {
 	struct lock_private *lp;
 	char sbuf[KEY_STR_LEN];
 	char ebuf[KEY_STR_LEN];
+	char lbuf[KEY_STR_LEN];
 
 	lp = lock_lookup(li, start);
 	if (lp) {
 		if (key_compare(&lp->lock.end, end) != 0) {
-			log_err("lock %s requested with end %s but has end %s", key_str(start, sbuf),
-				key_str(end, ebuf), key_str(&lp->lock.end, ebuf));
+			log_err("lock %s requested with end %s but has end %s",
+			        key_str(start, sbuf), key_str(end, ebuf),
+			        key_str(&lp->lock.end, lbuf));
 			return -EINVAL;
 		}
 		*ret = lp;
@@ -445,7 +454,7 @@ static void kick_invalidation(struct lock_info *li)
  * send: the grant may be processed before the send returns, request_pending keeps the lock.
  */
 static int send_request_locked(struct lock_info *li, struct lock_private *lp,
-			       enum scoutfs_lock_mode new_mode)
+                               enum scoutfs_lock_mode new_mode)
 {
 	struct scoutfs_net_lock nl;
 	int ret;
@@ -530,8 +539,7 @@ out:
 
 static void invalidate_worker(struct work *work);
 
-int lock_info_create(const struct lock_ops *ops, void *arg, u32 idle_count,
-		     struct lock_info **ret)
+int lock_info_create(const struct lock_ops *ops, void *arg, u32 idle_count, struct lock_info **ret)
 {
 	struct lock_info *li;
 
@@ -573,15 +581,17 @@ void lock_shutdown(struct lock_info *li)
 		return;
 	pthread_mutex_lock(&li->mutex);
 	li->shutdown = true;
-	RB_FOREACH(lp, lock_tree, &li->tree)
+	for (lp = RB_MIN(lock_tree, &li->tree); lp; lp = RB_NEXT(lock_tree, &li->tree, lp))
 		pthread_cond_broadcast(&lp->cond);
+	/* failed invalidations are answered now, without the callback */
+	if (!TAILQ_EMPTY(&li->inv_list))
+		kick_invalidation(li);
 	pthread_mutex_unlock(&li->mutex);
 }
 
 void lock_info_destroy(struct lock_info *li)
 {
 	struct lock_private *lp;
-	struct lock_private *tmp;
 
 	if (!li)
 		return;
@@ -590,7 +600,7 @@ void lock_info_destroy(struct lock_info *li)
 	/* waits for a running invalidation; nothing can call in any more */
 	workq_destroy(li->inv_wq);
 
-	RB_FOREACH_SAFE(lp, lock_tree, &li->tree, tmp) {
+	while ((lp = RB_MIN(lock_tree, &li->tree))) {
 		if (count_modes(lp->users) || count_modes(lp->waiters))
 			log_warn("lock destroy: lock still has users or waiters");
 		RB_REMOVE(lock_tree, &li->tree, lp);
@@ -612,7 +622,7 @@ void lock_set_idle_count(struct lock_info *li, u32 idle_count)
 
 /* wait for a change on the lock; -EINTR once the waiter says it was interrupted */
 static int wait_locked(struct lock_info *li, struct lock_private *lp,
-		       const struct lock_waiter *waiter)
+                       const struct lock_waiter *waiter)
 {
 	struct timespec ts;
 	bool intr;
@@ -633,8 +643,8 @@ static int wait_locked(struct lock_info *li, struct lock_private *lp,
 }
 
 int lock_key_range(struct lock_info *li, enum scoutfs_lock_mode mode, int flags,
-		   const struct scoutfs_key *start, const struct scoutfs_key *end,
-		   const struct lock_waiter *waiter, struct lock **ret_lock)
+                   const struct scoutfs_key *start, const struct scoutfs_key *end,
+                   const struct lock_waiter *waiter, struct lock **ret_lock)
 {
 	struct lock_waitent we = { .mode = mode };
 	struct lock_private *lp;
@@ -791,9 +801,13 @@ bool lock_mode_allows_write(const struct lock *lock)
 
 /* ---- messages from the server ---- */
 
-/* a successful grant: the new mode, and the waiting tasks it satisfies are entitled to it */
+/*
+ * A successful grant: the new mode, and the waiting tasks it satisfies are entitled to it.
+ * write_seq changes only under READ users (an upgrade in place): the server takes a
+ * write-capable mode away through an invalidation, which waits for its users.
+ */
 static void apply_grant(struct lock_info *li, struct lock_private *lp,
-			const struct scoutfs_net_lock *nl)
+                        const struct scoutfs_net_lock *nl)
 {
 	struct lock_waitent *we;
 
@@ -803,7 +817,7 @@ static void apply_grant(struct lock_info *li, struct lock_private *lp,
 		lp->lock.refresh_gen = ++li->last_refresh_gen;
 	lp->lock.write_seq = le64_to_cpu(nl->write_seq);
 	set_mode(&lp->lock, nl->new_mode);
-	TAILQ_FOREACH(we, &lp->wait_list, entry) {
+	for (we = TAILQ_FIRST(&lp->wait_list); we; we = TAILQ_NEXT(we, entry)) {
 		if (!we->entitled && mode_satisfies(nl->new_mode, we->mode)) {
 			we->entitled = true;
 			lp->entitled[we->mode]++;
@@ -821,7 +835,7 @@ void lock_grant_response(struct lock_info *li, const struct scoutfs_net_lock *nl
 
 	if (error == 0 && !mode_valid(nl->new_mode)) {
 		log_err("lock grant for %s with invalid mode %u", key_str(&nl->key, kbuf),
-			nl->new_mode);
+		        nl->new_mode);
 		error = -EINVAL;
 	}
 
@@ -904,6 +918,10 @@ int lock_invalidate_request(struct lock_info *li, u64 net_id, const struct scout
  * run, then without the mutex makes each range safe and answers, then pops the requests.  A
  * lock with more requests goes back on the list and the loop goes round again; a lock that
  * must wait for users stays listed and unlock kicks the worker.
+ *
+ * If the callback fails (its commit failed) the range is not safe to give up, so nothing is
+ * answered: the invalidation stays running, with the mode already lowered, and is tried
+ * again a little later -- until it works or the mount shuts down and answers without it.
  */
 static void invalidate_worker(struct work *work)
 {
@@ -913,6 +931,8 @@ static void invalidate_worker(struct work *work)
 	struct lock_private *tmp;
 	enum scoutfs_lock_mode target;
 	struct inv_req *req;
+	u64 retry_ns;
+	u64 now;
 	bool shutdown;
 	int ret;
 
@@ -921,20 +941,34 @@ static void invalidate_worker(struct work *work)
 
 	pthread_mutex_lock(&li->mutex);
 	for (;;) {
-		TAILQ_FOREACH_SAFE(lp, &li->inv_list, inv_entry, tmp) {
-			req = STAILQ_FIRST(&lp->inv_fifo);
-			target = inv_target(lp->lock.mode, req->nl.new_mode);
-			if (!users_fit(lp, target))
-				continue;
+		now = now_mono_ns();
+		retry_ns = 0;
+		for (lp = TAILQ_FIRST(&li->inv_list); lp; lp = tmp) {
+			tmp = TAILQ_NEXT(lp, inv_entry);
 
+			if (lp->inv_running) {
+				/* a failed callback: only users of the target could start */
+				if (lp->inv_retry_ns > now && !li->shutdown) {
+					if (!retry_ns || lp->inv_retry_ns < retry_ns)
+						retry_ns = lp->inv_retry_ns;
+					continue;
+				}
+				counter_inc(lock_invalidate_retry);
+			} else {
+				req = STAILQ_FIRST(&lp->inv_fifo);
+				target = inv_target(lp->lock.mode, req->nl.new_mode);
+				if (!users_fit(lp, target))
+					continue;
+
+				lp->inv_running = true;
+				lp->inv_old = lp->lock.mode;
+				lp->inv_new = target;
+				/* from now on only users compatible with the target can start */
+				lp->lock.invalidating_mode = lp->lock.mode;
+				set_mode(&lp->lock, target);
+			}
 			TAILQ_REMOVE(&li->inv_list, lp, inv_entry);
 			lp->inv_listed = false;
-			lp->inv_running = true;
-			lp->inv_old = lp->lock.mode;
-			lp->inv_new = target;
-			/* from now on only users compatible with the target can start */
-			lp->lock.invalidating_mode = lp->lock.mode;
-			set_mode(&lp->lock, target);
 			TAILQ_INSERT_TAIL(&running, lp, inv_entry);
 		}
 		if (TAILQ_EMPTY(&running))
@@ -943,17 +977,21 @@ static void invalidate_worker(struct work *work)
 		pthread_mutex_unlock(&li->mutex);
 
 		/* the head request of a running lock stays put: receive only appends */
-		TAILQ_FOREACH(lp, &running, inv_entry) {
+		for (lp = TAILQ_FIRST(&running); lp; lp = TAILQ_NEXT(lp, inv_entry)) {
 			req = STAILQ_FIRST(&lp->inv_fifo);
+			ret = 0;
 			if (lp->inv_old == lp->inv_new) {
 				counter_inc(lock_invalidate_noop);
 			} else if (!shutdown && li->ops.invalidate) {
 				counter_inc(lock_invalidate_callback);
-				ret = li->ops.invalidate(li->arg, &lp->lock, lp->inv_old, lp->inv_new);
-				if (ret < 0) {
-					counter_inc(lock_invalidate_callback_error);
-					log_err("lock invalidate callback failed: %d", ret);
-				}
+				ret = li->ops.invalidate(li->arg, &lp->lock, lp->inv_old,
+				                         lp->inv_new);
+			}
+			if (ret < 0) {
+				counter_inc(lock_invalidate_callback_error);
+				log_err("lock invalidate callback failed: %d, trying again", ret);
+				lp->inv_failed = true;
+				continue;
 			}
 
 			counter_inc(lock_invalidate_response);
@@ -966,8 +1004,15 @@ static void invalidate_worker(struct work *work)
 
 		/* the server may already have acted on the answers; later requests are queued */
 		pthread_mutex_lock(&li->mutex);
-		TAILQ_FOREACH_SAFE(lp, &running, inv_entry, tmp) {
+		while ((lp = TAILQ_FIRST(&running))) {
 			TAILQ_REMOVE(&running, lp, inv_entry);
+			if (lp->inv_failed) {
+				lp->inv_failed = false;
+				lp->inv_retry_ns = now_mono_ns() + INV_RETRY_MS * NSEC_PER_MSEC;
+				TAILQ_INSERT_TAIL(&li->inv_list, lp, inv_entry);
+				lp->inv_listed = true;
+				continue;
+			}
 			req = STAILQ_FIRST(&lp->inv_fifo);
 			STAILQ_REMOVE_HEAD(&lp->inv_fifo, entry);
 			free(req);
@@ -985,6 +1030,9 @@ static void invalidate_worker(struct work *work)
 			lock_put(li, lp);
 		}
 	}
+	if (retry_ns)
+		workq_queue_delayed(li->inv_wq, &li->inv_work,
+		                    DIV_ROUND_UP(retry_ns - now, NSEC_PER_MSEC));
 	pthread_mutex_unlock(&li->mutex);
 }
 
@@ -1014,13 +1062,13 @@ int lock_recover_request(struct lock_info *li, u64 net_id, const struct scoutfs_
 		 */
 		if (lp->inv_running)
 			mode = lp->grant_deferred ? lp->deferred_grant.new_mode
-						  : lp->lock.invalidating_mode;
+			                          : lp->lock.invalidating_mode;
 		else
 			mode = lp->lock.mode;
 		nl = &nlr->locks[nr++];
 		nl->key = lp->lock.start;
 		nl->write_seq = lp->grant_deferred ? lp->deferred_grant.write_seq
-						   : cpu_to_le64(lp->lock.write_seq);
+		                                   : cpu_to_le64(lp->lock.write_seq);
 		nl->old_mode = mode;
 		nl->new_mode = mode;
 	}
@@ -1028,7 +1076,7 @@ int lock_recover_request(struct lock_info *li, u64 net_id, const struct scoutfs_
 
 	nlr->nr = cpu_to_le16(nr);
 	ret = li->ops.send_recover_response(li->arg, net_id, nlr,
-					    sizeof(*nlr) + nr * sizeof(nlr->locks[0]));
+	                                    sizeof(*nlr) + nr * sizeof(nlr->locks[0]));
 	free(nlr);
 	if (ret == -ENOTCONN)
 		ret = 0;
@@ -1052,15 +1100,15 @@ void lock_inode_range(u64 ino, struct scoutfs_key *start, struct scoutfs_key *en
 {
 	*start = key_make(SCOUTFS_FS_ZONE, ino & ~(u64)SCOUTFS_LOCK_INODE_GROUP_MASK, 0, 0, 0, 0);
 	*end = key_make(SCOUTFS_FS_ZONE, ino | SCOUTFS_LOCK_INODE_GROUP_MASK, 0xff, ~0ULL, ~0ULL,
-			0xff);
+	                0xff);
 }
 
 void lock_index_range(u8 type, u64 seq, struct scoutfs_key *start, struct scoutfs_key *end)
 {
 	*start = key_make(SCOUTFS_INODE_INDEX_ZONE, 0, type, seq & ~SCOUTFS_LOCK_SEQ_GROUP_MASK, 0,
-			  0);
-	*end = key_make(SCOUTFS_INODE_INDEX_ZONE, 0, type, seq | SCOUTFS_LOCK_SEQ_GROUP_MASK,
-			~0ULL, 0xff);
+	                  0);
+	*end = key_make(SCOUTFS_INODE_INDEX_ZONE, 0, type, seq | SCOUTFS_LOCK_SEQ_GROUP_MASK, ~0ULL,
+	                0xff);
 }
 
 void lock_orphan_range(struct scoutfs_key *start, struct scoutfs_key *end)
@@ -1084,7 +1132,7 @@ void lock_zone_range(u8 zone, struct scoutfs_key *start, struct scoutfs_key *end
 /* ---- convenience wrappers ---- */
 
 int lock_inode(struct lock_info *li, u64 ino, enum scoutfs_lock_mode mode, int flags,
-	       const struct lock_waiter *waiter, struct lock **ret)
+               const struct lock_waiter *waiter, struct lock **ret)
 {
 	struct scoutfs_key start;
 	struct scoutfs_key end;
@@ -1096,7 +1144,7 @@ int lock_inode(struct lock_info *li, u64 ino, enum scoutfs_lock_mode mode, int f
 #define LOCK_INODES_MAX 4
 
 int lock_inodes(struct lock_info *li, const u64 *inos, int nr, enum scoutfs_lock_mode mode,
-		const struct lock_waiter *waiter, struct lock **rets)
+                const struct lock_waiter *waiter, struct lock **rets)
 {
 	u64 groups[LOCK_INODES_MAX];
 	struct lock *locks[LOCK_INODES_MAX];
@@ -1150,7 +1198,7 @@ int lock_inodes(struct lock_info *li, const u64 *inos, int nr, enum scoutfs_lock
 }
 
 void lock_unlock_inodes(struct lock_info *li, struct lock **locks, int nr,
-			enum scoutfs_lock_mode mode)
+                        enum scoutfs_lock_mode mode)
 {
 	int i;
 	int j;
@@ -1184,20 +1232,20 @@ int lock_describe(struct lock_info *li, char *buf, unsigned int len)
 		buf[0] = '\0';
 
 	pthread_mutex_lock(&li->mutex);
-	RB_FOREACH(lp, lock_tree, &li->tree) {
+	for (lp = RB_MIN(lock_tree, &li->tree); lp; lp = RB_NEXT(lock_tree, &li->tree, lp)) {
 		nr_inv = 0;
-		STAILQ_FOREACH(req, &lp->inv_fifo, entry)
+		for (req = STAILQ_FIRST(&lp->inv_fifo); req; req = STAILQ_NEXT(req, entry))
 			nr_inv++;
 		n = snprintf(line, sizeof(line),
-			     "%s mode %s inv_mode %s users %u %u %u waiters %u %u %u request %d "
-			     "invalidate %u refresh_gen %llu write_seq %llu\n",
-			     key_str(&lp->lock.start, kbuf), mode_name(lp->lock.mode),
-			     mode_name(lp->lock.invalidating_mode), lp->users[SCOUTFS_LOCK_READ],
-			     lp->users[SCOUTFS_LOCK_WRITE], lp->users[SCOUTFS_LOCK_WRITE_ONLY],
-			     lp->waiters[SCOUTFS_LOCK_READ], lp->waiters[SCOUTFS_LOCK_WRITE],
-			     lp->waiters[SCOUTFS_LOCK_WRITE_ONLY], lp->request_pending ? 1 : 0,
-			     nr_inv, (unsigned long long)lp->lock.refresh_gen,
-			     (unsigned long long)lp->lock.write_seq);
+		             "%s mode %s inv_mode %s users %u %u %u waiters %u %u %u request %d "
+		             "invalidate %u refresh_gen %llu write_seq %llu\n",
+		             key_str(&lp->lock.start, kbuf), mode_name(lp->lock.mode),
+		             mode_name(lp->lock.invalidating_mode), lp->users[SCOUTFS_LOCK_READ],
+		             lp->users[SCOUTFS_LOCK_WRITE], lp->users[SCOUTFS_LOCK_WRITE_ONLY],
+		             lp->waiters[SCOUTFS_LOCK_READ], lp->waiters[SCOUTFS_LOCK_WRITE],
+		             lp->waiters[SCOUTFS_LOCK_WRITE_ONLY], lp->request_pending ? 1 : 0,
+		             nr_inv, (unsigned long long)lp->lock.refresh_gen,
+		             (unsigned long long)lp->lock.write_seq);
 		/* whole lines only */
 		if (n < 0 || off + (unsigned int)n >= len)
 			break;

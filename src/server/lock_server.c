@@ -107,7 +107,7 @@ static int server_lock_cmp(const struct server_lock *a, const struct server_lock
 RB_HEAD(server_lock_tree, server_lock);
 /* libbsd leaves __unused undefined, so spell out RB_GENERATE_STATIC */
 RB_GENERATE_INTERNAL(server_lock_tree, server_lock, node, server_lock_cmp,
-		     __attribute__((unused)) static)
+                     __attribute__((unused)) static)
 
 struct lock_server {
 	struct lock_server_ops ops;
@@ -164,7 +164,7 @@ static struct server_lock *tree_lookup(struct lock_server *ls, const struct scou
 
 /* a referenced lock with its mutex held, created if asked; NULL if absent or no memory */
 static struct server_lock *get_lock(struct lock_server *ls, const struct scoutfs_key *key,
-				    bool create)
+                                    bool create)
 {
 	struct server_lock *sl;
 
@@ -231,7 +231,8 @@ static int get_all_locks(struct lock_server *ls, struct server_lock ***ret, u64 
 		pthread_mutex_unlock(&ls->tree_mutex);
 		return -ENOMEM;
 	}
-	RB_FOREACH(sl, server_lock_tree, &ls->tree) {
+	for (sl = RB_MIN(server_lock_tree, &ls->tree); sl;
+	     sl = RB_NEXT(server_lock_tree, &ls->tree, sl)) {
 		sl->refs++;
 		sls[nr++] = sl;
 	}
@@ -277,7 +278,7 @@ static struct client_entry *find_entry(struct server_lock *sl, enum entry_list l
 {
 	struct client_entry *ce;
 
-	TAILQ_FOREACH(ce, &sl->lists[list], entry) {
+	for (ce = TAILQ_FIRST(&sl->lists[list]); ce; ce = TAILQ_NEXT(ce, entry)) {
 		if (ce->rid == rid)
 			return ce;
 	}
@@ -288,7 +289,7 @@ static struct client_entry *find_entry(struct server_lock *sl, enum entry_list l
 static bool entries_compatible(struct client_entry *gr, struct client_entry *req)
 {
 	if (gr->mode == req->mode &&
-	    (req->mode == SCOUTFS_LOCK_READ))
+	    (req->mode == SCOUTFS_LOCK_READ || req->mode == SCOUTFS_LOCK_WRITE_ONLY))
 		return true;
 	if (gr->rid == req->rid)
 		return gr->mode == SCOUTFS_LOCK_READ && req->mode == SCOUTFS_LOCK_WRITE;
@@ -296,7 +297,7 @@ static bool entries_compatible(struct client_entry *gr, struct client_entry *req
 }
 
 static enum scoutfs_lock_mode invalidation_mode(enum scoutfs_lock_mode granted,
-						enum scoutfs_lock_mode requested)
+                                                enum scoutfs_lock_mode requested)
 {
 	if (granted == SCOUTFS_LOCK_WRITE && requested == SCOUTFS_LOCK_READ)
 		return SCOUTFS_LOCK_READ;
@@ -329,7 +330,8 @@ static int process_waiting_requests(struct lock_server *ls, struct server_lock *
 		return 0;
 
 	while ((req = TAILQ_FIRST(&sl->lists[LIST_REQUESTED]))) {
-		TAILQ_FOREACH_SAFE(gr, &sl->lists[LIST_GRANTED], entry, tmp) {
+		for (gr = TAILQ_FIRST(&sl->lists[LIST_GRANTED]); gr; gr = tmp) {
+			tmp = TAILQ_NEXT(gr, entry);
 			if (entries_compatible(gr, req))
 				continue;
 
@@ -383,8 +385,7 @@ int lock_server_create(const struct lock_server_ops *ops, void *arg, struct lock
 
 	*ret = NULL;
 	if (!ops || !ops->send_grant || !ops->send_invalidate || !ops->send_recover ||
-	    !ops->next_seq || !ops->raise_seq || !ops->recovery_pending ||
-	    !ops->recovery_finished)
+	    !ops->next_seq || !ops->raise_seq || !ops->recovery_pending || !ops->recovery_finished)
 		return -EINVAL;
 
 	ls = calloc(1, sizeof(*ls));
@@ -402,11 +403,10 @@ int lock_server_create(const struct lock_server_ops *ops, void *arg, struct lock
 void lock_server_destroy(struct lock_server *ls)
 {
 	struct server_lock *sl;
-	struct server_lock *tmp;
 
 	if (!ls)
 		return;
-	RB_FOREACH_SAFE(sl, server_lock_tree, &ls->tree, tmp) {
+	while ((sl = RB_MIN(server_lock_tree, &ls->tree))) {
 		RB_REMOVE(server_lock_tree, &ls->tree, sl);
 		free_lock(sl);
 	}
@@ -415,7 +415,7 @@ void lock_server_destroy(struct lock_server *ls)
 }
 
 int lock_server_request(struct lock_server *ls, u64 rid, u64 net_id,
-			const struct scoutfs_net_lock *nl)
+                        const struct scoutfs_net_lock *nl)
 {
 	struct client_entry *ce;
 	struct server_lock *sl;
@@ -442,7 +442,7 @@ int lock_server_request(struct lock_server *ls, u64 rid, u64 net_id,
 }
 
 int lock_server_invalidate_response(struct lock_server *ls, u64 rid,
-				    const struct scoutfs_net_lock *nl)
+                                    const struct scoutfs_net_lock *nl)
 {
 	struct client_entry *ce = NULL;
 	struct server_lock *sl;
@@ -462,7 +462,8 @@ int lock_server_invalidate_response(struct lock_server *ls, u64 rid,
 		/* a farewell or reclaim of the rid may have removed the entry meanwhile */
 		counter_inc(lock_server_invalidate_response_unknown);
 		log_warn("lock server: invalidation response for %s from rid %016llx without an "
-			 "invalidation", key_str(&nl->key, kbuf), (unsigned long long)rid);
+		         "invalidation",
+		         key_str(&nl->key, kbuf), (unsigned long long)rid);
 		goto out;
 	}
 
@@ -492,7 +493,7 @@ int lock_server_greeting(struct lock_server *ls, u64 rid, bool recovering)
 }
 
 int lock_server_recover_response(struct lock_server *ls, u64 rid,
-				 const struct scoutfs_net_lock_recover *nlr, unsigned int len)
+                                 const struct scoutfs_net_lock_recover *nlr, unsigned int len)
 {
 	const struct scoutfs_net_lock *nl;
 	struct client_entry *ce;
@@ -537,7 +538,7 @@ int lock_server_recover_response(struct lock_server *ls, u64 rid,
 		}
 		if (find_entry(sl, LIST_GRANTED, rid) || find_entry(sl, LIST_INVALIDATED, rid)) {
 			log_err("lock server: rid %016llx recovered %s twice",
-				(unsigned long long)rid, key_str(&nl->key, kbuf));
+			        (unsigned long long)rid, key_str(&nl->key, kbuf));
 			free(ce);
 			put_lock(ls, sl);
 			return -EEXIST;
@@ -587,7 +588,8 @@ static int process_all(struct lock_server *ls, bool farewell, u64 rid)
 		removed = false;
 		if (farewell) {
 			for (int l = 0; l < NR_LISTS; l++) {
-				TAILQ_FOREACH_SAFE(ce, &sl->lists[l], entry, tmp) {
+				for (ce = TAILQ_FIRST(&sl->lists[l]); ce; ce = tmp) {
+					tmp = TAILQ_NEXT(ce, entry);
 					if (ce->rid == rid) {
 						del_entry(sl, ce);
 						free(ce);
@@ -638,11 +640,11 @@ int lock_server_describe(struct lock_server *ls, char *buf, unsigned int len)
 	for (i = 0; i < nr; i++) {
 		pthread_mutex_lock(&sls[i]->mutex);
 		for (int l = 0; l < NR_LISTS && !full; l++) {
-			TAILQ_FOREACH(ce, &sls[i]->lists[l], entry) {
+			for (ce = TAILQ_FIRST(&sls[i]->lists[l]); ce; ce = TAILQ_NEXT(ce, entry)) {
 				n = snprintf(line, sizeof(line), "%s %s %s rid %016llx %llu\n",
-					     key_str(&sls[i]->key, kbuf), mode_name(ce->mode),
-					     list_names[l], (unsigned long long)ce->rid,
-					     (unsigned long long)ce->net_id);
+				             key_str(&sls[i]->key, kbuf), mode_name(ce->mode),
+				             list_names[l], (unsigned long long)ce->rid,
+				             (unsigned long long)ce->net_id);
 				/* whole lines only */
 				if (n < 0 || off + (unsigned int)n >= len) {
 					full = true;
@@ -673,7 +675,7 @@ int lock_server_rid_entries(struct lock_server *ls, u64 rid)
 	for (i = 0; i < nr; i++) {
 		pthread_mutex_lock(&sls[i]->mutex);
 		for (int l = 0; l < NR_LISTS; l++) {
-			TAILQ_FOREACH(ce, &sls[i]->lists[l], entry)
+			for (ce = TAILQ_FIRST(&sls[i]->lists[l]); ce; ce = TAILQ_NEXT(ce, entry))
 				count += ce->rid == rid;
 		}
 		put_lock(ls, sls[i]);

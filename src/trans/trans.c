@@ -18,8 +18,9 @@
  *   6. mark the cached items clean and open the next transaction.
  * A step that fails is retried (after a short, growing delay) from that step: until step 5
  * succeeds nothing written is reachable from a committed super, so a failure anywhere leaves
- * the filesystem exactly as it was.  Callers waiting in trans_sync() get the error of the
- * failed attempt; the transaction itself is kept and committed later.
+ * the filesystem exactly as it was.  Callers waiting in trans_sync() keep waiting through
+ * a transient failure; once a commit has kept failing for a while they get its error (fsync
+ * returns EIO) while the transaction stays and is committed when the device recovers.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -47,6 +48,8 @@ COUNTER_DEFINE(trans_data_refill);
 #define COMMIT_DELAY_MS 10000
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 2000
+/* a commit failing for this long makes syncs return its error (retries go on) */
+#define FAIL_REPORT_MS 2000
 /* commit before a transaction's dirty items reach this much */
 #define DIRTY_BYTES_LIMIT (64ULL << 20)
 /* commit when fewer free data blocks than this remain (256 MiB) */
@@ -275,6 +278,7 @@ static void *commit_thread(void *arg)
 {
 	struct trans_info *ti = arg;
 	struct timespec ts;
+	u64 fail_start;
 	u64 retry_ms;
 	bool timer;
 	u64 target;
@@ -300,6 +304,7 @@ static void *commit_thread(void *arg)
 		 */
 		pthread_rwlock_wrlock(&ti->holders);
 		retry_ms = RETRY_MIN_MS;
+		fail_start = 0;
 		for (;;) {
 			pthread_mutex_lock(&ti->mutex);
 			target = ti->requested;
@@ -309,19 +314,33 @@ static void *commit_thread(void *arg)
 
 			pthread_mutex_lock(&ti->mutex);
 			ti->last_err = err;
-			ti->done = max_t(u64, target, ti->done);
-			ti->done_err = err;
-			if (err == 0)
+			if (err == 0) {
+				ti->done = max_t(u64, target, ti->done);
+				ti->done_err = 0;
 				ti->first_dirty_ms = 0;
-			pthread_cond_broadcast(&ti->cond);
-			if (err == 0 || err == -ECONNABORTED || err == -ENOLINK || ti->shutdown ||
-			    ti->forced) {
-				if (err < 0)
-					ti->broken = true;
+				pthread_cond_broadcast(&ti->cond);
 				pthread_mutex_unlock(&ti->mutex);
 				break;
 			}
-			/* waiters learned of the failure; try again after a while */
+			if (err == -ECONNABORTED || err == -ENOLINK || ti->shutdown || ti->forced) {
+				ti->done = max_t(u64, target, ti->done);
+				ti->done_err = err;
+				ti->broken = true;
+				pthread_cond_broadcast(&ti->cond);
+				pthread_mutex_unlock(&ti->mutex);
+				break;
+			}
+			/*
+			 * A transient failure is retried without waiters noticing; one that
+			 * lasts tells them (fsync gets EIO) while retries go on.
+			 */
+			if (!fail_start)
+				fail_start = now_mono_ms();
+			if (now_mono_ms() - fail_start >= FAIL_REPORT_MS) {
+				ti->done = max_t(u64, target, ti->done);
+				ti->done_err = err;
+				pthread_cond_broadcast(&ti->cond);
+			}
 			ts = now_real();
 			ts.tv_nsec += (long)(retry_ms * NSEC_PER_MSEC);
 			ts.tv_sec += ts.tv_nsec / NSEC_PER_SEC;

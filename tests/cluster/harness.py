@@ -1,0 +1,210 @@
+"""
+harness.py: a scoutfs filesystem made of sparse files, mounted through the real mount
+helpers, with helpers to crash, fence and check it.
+
+Tests run as root against the installed commands (mount -t scoutfs needs /sbin/mount.scoutfs;
+scripts/test.sh installs the build first).  SCOUTFS_BIN_DIR may point at a build's binaries
+for the scoutfs command itself.
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+BIN = os.environ.get("SCOUTFS_BIN_DIR", "")
+RUN_DIR = os.environ.get("SCOUTFS_RUN_DIR", "/run/scoutfs")
+LOG_DIR = os.environ.get("SCOUTFS_LOG_DIR", "/var/log/scoutfs")
+
+
+def tool(name):
+    """Path of a scoutfs program: from SCOUTFS_BIN_DIR if set, else the installed one."""
+    if BIN:
+        for sub in ("src/cli", "src/daemon", ""):
+            p = os.path.join(BIN, sub, name)
+            if os.path.exists(p):
+                return p
+    found = shutil.which(name, path="/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/sbin")
+    if not found:
+        raise RuntimeError(f"{name} is not installed (run scripts/test.sh)")
+    return found
+
+
+def run(args, check=True, timeout=120, **kw):
+    """Run a command, capturing text output; raise with the output if it fails."""
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def free_port():
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(200):
+        port = random.randint(20000, 60000)
+        ok = True
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+def mountinfo_fstype(path):
+    path = os.path.realpath(path)
+    fstype = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == path:
+                fstype = parts[parts.index("-") + 1]
+    return fstype
+
+
+class Mount:
+    def __init__(self, fs, index, slot):
+        self.fs = fs
+        self.index = index
+        self.slot = slot
+        self.path = os.path.join(fs.dir, f"mnt{index}")
+        os.makedirs(self.path, exist_ok=True)
+        self.mounted = False
+
+    def log_path(self):
+        name = self.path.lstrip("/").replace("/", "-")
+        return os.path.join(LOG_DIR, f"scoutfsd-{name}.log")
+
+    def log(self):
+        try:
+            with open(self.log_path()) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def daemon_pid(self):
+        """The pid of this mount's daemon, from its pid file (matched by mount point)."""
+        try:
+            names = os.listdir(RUN_DIR)
+        except OSError:
+            return None
+        for n in names:
+            if n.startswith("rid-") and n.endswith(".pid"):
+                try:
+                    with open(os.path.join(RUN_DIR, n)) as f:
+                        pid, _start, mnt = f.read().strip().split(" ", 2)
+                except (OSError, ValueError):
+                    continue
+                if mnt == os.path.realpath(self.path) and os.path.exists(f"/proc/{pid}"):
+                    return int(pid)
+        return None
+
+
+class ScoutFS:
+    """A filesystem on sparse files in dir, with up to nr_slots quorum members."""
+
+    def __init__(self, dir, nr_slots=1, meta_size="2G", data_size="8G", hb_ms=2000):
+        self.dir = dir
+        self.meta = os.path.join(dir, "meta")
+        self.data = os.path.join(dir, "data")
+        self.nr_slots = nr_slots
+        self.ports = [free_port() for _ in range(nr_slots)]
+        self.hb_ms = hb_ms
+        self.mounts = []
+        self.fenced = None
+        for path, size in ((self.meta, meta_size), (self.data, data_size)):
+            run(["truncate", "-s", size, path])
+
+    def scoutfs(self, *args, check=True, timeout=120):
+        return run([tool("scoutfs")] + [str(a) for a in args], check=check, timeout=timeout)
+
+    def quorum_args(self):
+        args = []
+        for i, port in enumerate(self.ports):
+            args += ["-Q", f"{i},127.0.0.1,{port}"]
+        return args
+
+    def mkfs(self, *extra):
+        return self.scoutfs("mkfs", "-A", "-f", *self.quorum_args(), *extra, self.meta, self.data)
+
+    def mount(self, index=0, opts="", slot="auto", check=True):
+        while len(self.mounts) <= index:
+            i = len(self.mounts)
+            self.mounts.append(Mount(self, i, i if i < self.nr_slots else None))
+        m = self.mounts[index]
+        if slot != "auto":
+            m.slot = slot
+        o = [f"metadev_path={self.meta}", f"quorum_heartbeat_timeout_ms={self.hb_ms}"]
+        if m.slot is not None:
+            o.append(f"quorum_slot_nr={m.slot}")
+        if opts:
+            o.append(opts)
+        p = run(["mount", "-t", "scoutfs", "-o", ",".join(o), self.data, m.path],
+                check=False, timeout=180)
+        if check and p.returncode != 0:
+            raise AssertionError(f"mount {index} failed ({p.returncode}): {p.stderr}\n"
+                                 f"daemon log:\n{m.log()[-4000:]}")
+        m.mounted = p.returncode == 0
+        return m if check else p
+
+    def umount(self, index=0, timeout=120):
+        m = self.mounts[index]
+        run(["umount", m.path], timeout=timeout)
+        m.mounted = False
+
+    def kill(self, index=0):
+        """Crash a mount: SIGKILL its daemon and detach the dead FUSE mount."""
+        m = self.mounts[index]
+        pid = m.daemon_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(300):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().split()[2] == "Z":
+                            break
+                except OSError:
+                    break
+                time.sleep(0.05)
+        if mountinfo_fstype(m.path) == "fuse.scoutfs":
+            run(["umount", "-l", m.path], check=False)
+        m.mounted = False
+
+    def start_fenced(self):
+        """The fence agent with the local fence command, as a cluster of one host runs it."""
+        if self.fenced:
+            return
+        log = open(os.path.join(self.dir, "fenced.log"), "a")
+        self.fenced = subprocess.Popen(
+            [tool("scoutfs-fenced"), "--run", tool("scoutfs-fence-local"), "--delay", "1",
+             "--config", "/dev/null"], stdout=log, stderr=log)
+
+    def stop_fenced(self):
+        if self.fenced:
+            self.fenced.terminate()
+            self.fenced.wait(timeout=10)
+            self.fenced = None
+
+    def check(self):
+        """scoutfs check on the (unmounted) devices: (exit status, output)."""
+        p = self.scoutfs("check", self.meta, self.data, check=False, timeout=600)
+        return p.returncode, p.stdout + p.stderr
+
+    def assert_clean(self):
+        rc, out = self.check()
+        assert rc == 0, f"scoutfs check found problems:\n{out}"
+
+    def cleanup(self):
+        for m in reversed(self.mounts):
+            if m.mounted or mountinfo_fstype(m.path) == "fuse.scoutfs":
+                p = run(["umount", m.path], check=False, timeout=60)
+                if p.returncode != 0:
+                    self.kill(m.index)
+        self.stop_fenced()
