@@ -601,9 +601,30 @@ u32 alloc_meta_avail_nr(struct alloc *alloc)
 	return nr;
 }
 
+/*
+ * Can nr more blocks be allocated and nr more freed?  Before the first use the two head
+ * blocks still have to come out of avail, and a freed head block without room for nr
+ * more entries will take one more avail block for a new head.
+ */
 bool alloc_meta_low(struct alloc *alloc, u32 nr)
 {
-	return alloc_meta_avail_nr(alloc) < nr;
+	u32 avail, freed_nr, room;
+
+	pthread_mutex_lock(&alloc->mutex);
+	avail = le32_to_cpu(alloc->avail.first_nr);
+	if (alloc->heads_dirty) {
+		freed_nr = le32_to_cpu(lblk(alloc->freed_bl)->nr);
+	} else {
+		avail = avail > 2 ? avail - 2 : 0;
+		freed_nr = le32_to_cpu(alloc->freed.first_nr);
+		if (alloc->freed.ref.blkno == 0 || freed_nr > LIST_MAX * 3 / 4)
+			freed_nr = 0;
+		freed_nr += 2; /* the heads' old locations */
+	}
+	pthread_mutex_unlock(&alloc->mutex);
+
+	room = freed_nr < LIST_MAX ? LIST_MAX - freed_nr : 0;
+	return avail < nr || (room < nr && avail < nr + 1);
 }
 
 /* ---- server list operations ---- */
@@ -692,7 +713,7 @@ int alloc_empty_list(struct alloc *alloc, struct scoutfs_alloc_root *root,
 	struct block *next_bl;
 	u64 *blknos = NULL;
 	u64 moved = 0;
-	u32 start, nr;
+	u32 start, nr, take;
 	int err = 0;
 
 	blknos = malloc((LIST_MAX + 1) * sizeof(u64));
@@ -706,6 +727,38 @@ int alloc_empty_list(struct alloc *alloc, struct scoutfs_alloc_root *root,
 		lb = lblk(bl);
 		start = le32_to_cpu(lb->start);
 		nr = le32_to_cpu(lb->nr);
+
+		if ((u64)nr + 1 > max_blocks - moved) {
+			/*
+			 * The budget ends inside this block: move entries from its front and
+			 * keep the rest, in a dirty copy of the block.
+			 */
+			take = (u32)(max_blocks - moved);
+			block_put(bc, bl);
+			bl = NULL;
+			err = block_dirty_ref(alloc->wri, &alloc->ba, &lhead->ref,
+					      SCOUTFS_BLOCK_MAGIC_ALLOC_LIST, &bl);
+			if (err < 0)
+				break;
+			lb = lblk(bl);
+			if (!lblk_valid(lb) || le32_to_cpu(lb->nr) != nr) {
+				err = -EIO;
+				break;
+			}
+			for (u32 i = 0; i < take; i++)
+				blknos[i] = le64_to_cpu(lb->blknos[start + i]);
+			err = insert_runs(&txn, root, blknos, take);
+			if (err < 0)
+				break;
+			memset(&lb->blknos[start], 0, take * sizeof(le64));
+			lb->start = cpu_to_le32(start + take);
+			lb->nr = cpu_to_le32(nr - take);
+			le64_add_cpu(&lhead->total_nr, -(s64)take);
+			lhead->first_nr = lb->nr;
+			moved += take;
+			break;
+		}
+
 		for (u32 i = 0; i < nr; i++)
 			blknos[i] = le64_to_cpu(lb->blknos[start + i]);
 		/* the list block itself is free once its entries are gone */

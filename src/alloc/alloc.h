@@ -94,7 +94,7 @@ int alloc_meta(struct alloc *alloc, u64 *blkno);
 int alloc_free_meta(struct alloc *alloc, u64 blkno);
 /* fewer than nr blocks left to allocate, or room for fewer than nr more frees */
 bool alloc_meta_low(struct alloc *alloc, u32 nr);
-/* blocks left in the avail list's first block */
+/* entries left in the avail list's first block (two become the list heads at first use) */
 u32 alloc_meta_avail_nr(struct alloc *alloc);
 
 static inline struct btree_txn alloc_txn(struct alloc *alloc)
@@ -112,7 +112,9 @@ int alloc_fill_list(struct alloc *alloc, struct scoutfs_alloc_list_head *lhead,
 		    struct scoutfs_alloc_root *root, u64 target);
 /*
  * Move every entry of a list, and the list's own blocks, into an extent tree, leaving the
- * list empty.  At most max_blocks entries move per call; *done says whether it is empty.
+ * list empty.  At most max_blocks numbers (entries and list blocks) move per call; a list
+ * block the budget ends in is rewritten (copy-on-write through alloc) without the moved
+ * entries.  *done says whether the list is empty.
  */
 int alloc_empty_list(struct alloc *alloc, struct scoutfs_alloc_root *root,
 		     struct scoutfs_alloc_list_head *lhead, u64 max_blocks, bool *done);

@@ -312,7 +312,6 @@ int block_read_ref(struct block_cache *bc, const struct scoutfs_block_ref *ref, 
 	u64 blkno = le64_to_cpu(ref->blkno);
 	struct block *bl = NULL;
 	struct block *found;
-	bool retried = false;
 	int err;
 
 	*ret = NULL;
@@ -322,7 +321,6 @@ int block_read_ref(struct block_cache *bc, const struct scoutfs_block_ref *ref, 
 		return -ESTALE;
 	}
 
-retry:
 	pthread_mutex_lock(&bc->mutex);
 	found = hash_find(bc, blkno);
 	if (found) {
@@ -341,7 +339,7 @@ retry:
 		 * block another mount rewrote, so drop it and read the device once more.  A
 		 * dirty block is this process's own newer use of the number: the ref is stale.
 		 */
-		if ((found->flags & BLOCK_DIRTY) || retried) {
+		if (found->flags & BLOCK_DIRTY) {
 			pthread_mutex_unlock(&bc->mutex);
 			counter_inc(block_read_stale);
 			return -ESTALE;
@@ -367,11 +365,13 @@ retry:
 	}
 	cache_insert(bc, bl);
 	if (!((bl->flags & BLOCK_CRC_VALID) && block_matches(bc, bl, ref, magic))) {
+		/*
+		 * The device's copy doesn't match either: the ref is stale.  The block stays
+		 * cached (a newer ref may match it) but, clean and unused, it must be on the
+		 * lru so it can be evicted or dropped like any other.
+		 */
+		lru_add_tail(bc, bl);
 		pthread_mutex_unlock(&bc->mutex);
-		if (!retried) {
-			retried = true;
-			goto retry;
-		}
 		counter_inc(block_read_stale);
 		return -ESTALE;
 	}

@@ -160,8 +160,11 @@ static int check_block(struct block *bl, int level)
 		len = item_val_len(bt, i);
 		if (len > SCOUTFS_BTREE_MAX_VAL_LEN || (bt->level > 0 && len != PARENT_VAL_LEN))
 			return corrupt(bl->blkno, "bad value length");
-		if (len && (off < vs || off + len > BLOCK_SIZE))
+		if (len && (off < vs || off + len > BLOCK_SIZE || (off & 7)))
 			return corrupt(bl->blkno, "value outside the value area");
+		/* searches and the range math of walks rely on sorted keys */
+		if (i > 0 && key_compare(&bt->items[i - 1].key, &bt->items[i].key) >= 0)
+			return corrupt(bl->blkno, "keys out of order");
 		sum += ALIGN8(len);
 	}
 	/* compaction repacks every value into the value area: they must fit it */
@@ -971,14 +974,22 @@ int btree_insert_list(const struct btree_txn *txn, struct scoutfs_btree_root *ro
 {
 	struct block_cache *bc = block_writer_cache(txn->wri);
 	const struct btree_item_list *li = list;
+	const struct btree_item_list *full = NULL;
 	struct scoutfs_key start, end;
 	struct block *bl;
+	unsigned int room;
 	int ret;
 
 	while (li) {
 		if (li->val_len > SCOUTFS_BTREE_MAX_VAL_LEN)
 			return -EINVAL;
-		ret = walk_dirty(txn, root, &li->key, WALK_INSERT, li->val_len, &bl, &start, &end);
+		/*
+		 * Walk with room for the item; if it didn't fit the leaf it was found in (a
+		 * delta combination can be larger than the list item), walk again with room
+		 * for the largest value so the leaf is split.
+		 */
+		room = li == full ? SCOUTFS_BTREE_MAX_VAL_LEN : li->val_len;
+		ret = walk_dirty(txn, root, &li->key, WALK_INSERT, room, &bl, &start, &end);
 		if (ret < 0)
 			return ret;
 		/* every following item in this leaf's range shares the walk */
@@ -992,6 +1003,12 @@ int btree_insert_list(const struct btree_txn *txn, struct scoutfs_btree_root *ro
 		block_put(bc, bl);
 		if (ret < 0)
 			return ret;
+		if (ret == 1) {
+			/* room for the largest value always fits: never a second retry */
+			if (li == full)
+				return -EIO;
+			full = li;
+		}
 	}
 	return 0;
 }
@@ -1004,6 +1021,7 @@ int btree_free_blocks(const struct btree_txn *txn, const struct scoutfs_btree_ro
 	struct block_cache *bc = block_writer_cache(txn->wri);
 	struct scoutfs_key ends[SCOUTFS_BTREE_MAX_HEIGHT];
 	u64 blknos[SCOUTFS_BTREE_MAX_HEIGHT];
+	bool last_child[SCOUTFS_BTREE_MAX_HEIGHT];
 	struct scoutfs_block_ref ref;
 	struct scoutfs_btree_block *bt;
 	struct scoutfs_key end;
@@ -1054,6 +1072,8 @@ int btree_free_blocks(const struct btree_txn *txn, const struct scoutfs_btree_ro
 				block_put(bc, bl);
 				return corrupt(bl->blkno, "no child covers the cursor");
 			}
+			/* did the walk take this block's last child? */
+			last_child[level] = pos + 1 == nr_items(bt);
 			end = bt->items[pos].key;
 			ref = *child_ref(bt, pos);
 			block_put(bc, bl);
@@ -1061,12 +1081,12 @@ int btree_free_blocks(const struct btree_txn *txn, const struct scoutfs_btree_ro
 
 		/*
 		 * Parents are freed after their last leaf (the cursor can't record "leaves done,
-		 * parent not"), together with every ancestor that ends where this parent ends.
+		 * parent not"), together with every ancestor whose last child that finishes.
 		 * Stop before a last leaf whose parents would overrun the budget, unless nothing
 		 * was freed yet: a call always makes progress.
 		 */
 		done_parents = 1;
-		for (l = 2; l < root->height && key_compare(&ends[l], &ends[1]) == 0; l++)
+		for (l = 2; l < root->height && last_child[l]; l++)
 			done_parents++;
 
 		/* free the leaves (by number, unread) from the cursor on */
@@ -1102,7 +1122,8 @@ int btree_free_blocks(const struct btree_txn *txn, const struct scoutfs_btree_ro
 				return err;
 			freed++;
 		}
-		*cursor = ends[1];
+		/* continue past everything the highest freed parent covered */
+		*cursor = ends[done_parents];
 		if (!key_is_ones(cursor))
 			key_inc(cursor);
 	}

@@ -72,8 +72,16 @@ struct cli_cmd {
 /* commands.c: every command, NULL terminated */
 extern const struct cli_cmd *const cli_commands[];
 
+extern const struct cli_cmd cli_cmd_check;
 extern const struct cli_cmd cli_cmd_counters;
 extern const struct cli_cmd cli_cmd_mkfs;
+extern const struct cli_cmd cli_cmd_print;
+extern const struct cli_cmd cli_cmd_sync;
+extern const struct cli_cmd cli_cmd_client_locks;
+extern const struct cli_cmd cli_cmd_server_locks;
+extern const struct cli_cmd cli_cmd_quorum_status;
+extern const struct cli_cmd cli_cmd_force_merge;
+extern const struct cli_cmd cli_cmd_inject_fault;
 extern const struct cli_cmd cli_cmd_stat;
 extern const struct cli_cmd cli_cmd_statfs;
 extern const struct cli_cmd cli_cmd_walk_inodes;

@@ -12,7 +12,9 @@
 
 const struct cli_cmd *const cli_commands[] = {
 	/* Core */
+	&cli_cmd_check,
 	&cli_cmd_mkfs,
+	&cli_cmd_sync,
 
 	/* Info */
 	&cli_cmd_stat,
@@ -24,7 +26,13 @@ const struct cli_cmd *const cli_commands[] = {
 	/* Agent: release, stage, ... */
 
 	/* Debug */
+	&cli_cmd_client_locks,
 	&cli_cmd_counters,
+	&cli_cmd_force_merge,
+	&cli_cmd_inject_fault,
+	&cli_cmd_print,
+	&cli_cmd_quorum_status,
+	&cli_cmd_server_locks,
 
 	NULL,
 };

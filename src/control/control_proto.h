@@ -204,6 +204,7 @@ struct control_fault_req {
 	uint32_t _pad;
 	uint64_t skip;	/* let this many matching operations through first */
 	uint64_t count; /* then fault this many (0: every one) */
+	uint64_t min_len; /* only writes of at least this many bytes match */
 };
 
 /*
@@ -236,7 +237,7 @@ static_assert(sizeof(struct control_statfs_resp) == 48, "control_statfs_resp siz
 static_assert(sizeof(struct control_stat_resp) == 56, "control_stat_resp size");
 static_assert(sizeof(struct control_walk_inodes_entry) == 24, "walk_inodes_entry size");
 static_assert(sizeof(struct control_walk_inodes_req) == 56, "walk_inodes_req size");
-static_assert(sizeof(struct control_fault_req) == 32, "control_fault_req size");
+static_assert(sizeof(struct control_fault_req) == 40, "control_fault_req size");
 static_assert(sizeof(struct control_fence_entry) == 56, "control_fence_entry size");
 static_assert(sizeof(struct control_fence_ack_req) == 16, "control_fence_ack_req size");
 

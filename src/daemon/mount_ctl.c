@@ -206,6 +206,7 @@ static int ctl_fault(struct control_call *call, void *arg)
 							  DEV_FAULT_PASS;
 	rule.skip = req->skip;
 	rule.count = req->count;
+	rule.min_len = req->min_len;
 	dev_set_fault(dev, req->op == CONTROL_FAULT_WRITE ? DEV_FAULT_OP_WRITE : DEV_FAULT_OP_FLUSH,
 		      &rule);
 	return 0;

@@ -64,6 +64,10 @@ static void daemon_path(char *buf, size_t len)
 				return;
 		}
 	}
+	/* mount(8) runs us from /sbin while meson installs the daemon in sbindir */
+	snprintf(buf, len, "%s", SCOUTFSD_INSTALL_PATH);
+	if (access(buf, X_OK) == 0)
+		return;
 	snprintf(buf, len, "scoutfsd");
 }
 

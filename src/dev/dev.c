@@ -169,13 +169,13 @@ void *dev_alloc_buf(size_t len)
 	return buf;
 }
 
-static enum dev_fault_action fault_check(struct dev *dev, enum dev_fault_op op)
+static enum dev_fault_action fault_check(struct dev *dev, enum dev_fault_op op, size_t len)
 {
 	struct dev_fault_state *fs = &dev->faults[op];
 	enum dev_fault_action action = DEV_FAULT_PASS;
 
 	pthread_mutex_lock(&dev->fault_lock);
-	if (fs->armed) {
+	if (fs->armed && len >= fs->rule.min_len) {
 		if (fs->seen++ >= fs->rule.skip) {
 			action = fs->rule.action;
 			fs->hits++;
@@ -280,7 +280,7 @@ int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
 	if (off + len > dev->size || off + len < off)
 		return io_error(dev, "write", len, off, -EIO);
 
-	action = fault_check(dev, DEV_FAULT_OP_WRITE);
+	action = fault_check(dev, DEV_FAULT_OP_WRITE, len);
 	if (action == DEV_FAULT_FAIL)
 		return io_error(dev, "injected failed write", len, off, -EIO);
 	if (action == DEV_FAULT_TEAR) {
@@ -305,7 +305,7 @@ int dev_flush(struct dev *dev)
 {
 	if (is_shutdown(dev))
 		return -ENOLINK;
-	if (fault_check(dev, DEV_FAULT_OP_FLUSH) != DEV_FAULT_PASS)
+	if (fault_check(dev, DEV_FAULT_OP_FLUSH, 0) != DEV_FAULT_PASS)
 		return io_error(dev, "injected failed flush", 0, 0, -EIO);
 	counter_inc(dev_flush);
 	if (fdatasync(dev->fd) < 0)

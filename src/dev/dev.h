@@ -69,6 +69,7 @@ struct dev_fault_rule {
 	enum dev_fault_action action;
 	uint64_t skip;
 	uint64_t count;
+	uint64_t min_len; /* only operations of at least this many bytes match */
 };
 
 void dev_set_fault(struct dev *dev, enum dev_fault_op op, const struct dev_fault_rule *rule);

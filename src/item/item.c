@@ -339,6 +339,13 @@ static struct citem *item_last_at_or_before(struct item_cache *ic, const struct 
 	return ci ? RB_PREV(citem_tree, &ic->items, ci) : RB_MAX(citem_tree, &ic->items);
 }
 
+/* value-less items have no buffer: copy nothing rather than pass memcpy a NULL */
+static void copy_val(void *dst, const void *src, unsigned int len)
+{
+	if (len)
+		memcpy(dst, src, len);
+}
+
 static int set_value(struct citem *ci, const void *val, unsigned int val_len)
 {
 	u8 *buf = NULL;
@@ -440,7 +447,7 @@ static int read_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const void 
 	rr->key = *key;
 	rr->seq = seq;
 	rr->val_len = val_len;
-	memcpy(rr->val, val, val_len);
+	copy_val(rr->val, val, val_len);
 	*rc->tail = rr;
 	rc->tail = &rr->next;
 	rc->nr++;
@@ -498,8 +505,17 @@ static int read_range(struct item_cache *ic, struct lock *lock, const struct sco
 	pthread_mutex_lock(&ic->mutex);
 	for (rr = rc.head; rr; rr = rr->next) {
 		/* anything already cached is at least as new as what we read */
-		if (range_find(ic, &rr->key) || item_find(ic, &rr->key))
+		if (range_find(ic, &rr->key))
 			continue;
+		ci = item_find(ic, &rr->key);
+		if (ci) {
+			/*
+			 * A blind write outside any cached range: it stays, but the key does
+			 * exist persistently, so deleting it later must leave a deletion item.
+			 */
+			ci->flags |= CI_PERSISTENT;
+			continue;
+		}
 		ci = new_item(ic, &rr->key, rr->val, rr->val_len);
 		if (!ci) {
 			err = -ENOMEM;
@@ -508,8 +524,18 @@ static int read_range(struct item_cache *ic, struct lock *lock, const struct sco
 		ci->seq = rr->seq;
 		ci->flags = CI_PERSISTENT;
 	}
-	if (err == 0)
+	if (err == 0) {
+		/*
+		 * Blind writes the range now covers are part of what the cache knows about it:
+		 * they must stay cached after the commit instead of being dropped.
+		 */
+		for (ci = item_first_at_or_after(ic, &start); ci && key_compare(&ci->key, &end) <= 0;
+		     ci = RB_NEXT(citem_tree, &ic->items, ci)) {
+			if ((ci->flags & CI_BLIND) && !range_find(ic, &ci->key))
+				ci->flags &= ~CI_BLIND;
+		}
 		err = range_insert(ic, start, end);
+	}
 	pthread_mutex_unlock(&ic->mutex);
 	counter_add(item_read_items, rc.nr);
 out:
@@ -517,15 +543,25 @@ out:
 	return err;
 }
 
-static void check_access(struct lock *lock, const struct scoutfs_key *key, bool write)
+enum access {
+	ACCESS_READ = 1 << 0,
+	ACCESS_WRITE = 1 << 1,
+};
+
+/*
+ * Reads need a readable mode, blind writes a writable one, and the other writes (which
+ * read the range first to know whether the key exists) need both: WRITE, not WRITE_ONLY.
+ */
+static void check_access(struct lock *lock, const struct scoutfs_key *key, int access)
 {
 	/* a caller bug, never input from outside: fail loudly in every build */
 	if (!lock_covers(lock, key) ||
-	    (write ? !lock_mode_allows_write(lock) : !lock_mode_allows_read(lock))) {
+	    ((access & ACCESS_READ) && !lock_mode_allows_read(lock)) ||
+	    ((access & ACCESS_WRITE) && !lock_mode_allows_write(lock))) {
 		char kb[KEY_STR_LEN];
 
-		log_err("item access to key %s not covered by its lock (mode %d, write %d)",
-			key_str(key, kb), lock->mode, write);
+		log_err("item access to key %s not covered by its lock (mode %d, access %d)",
+			key_str(key, kb), lock->mode, access);
 		abort();
 	}
 }
@@ -562,7 +598,7 @@ int item_lookup(struct item_cache *ic, struct lock *lock, const struct scoutfs_k
 	struct citem *ci;
 	int err;
 
-	check_access(lock, key, false);
+	check_access(lock, key, ACCESS_READ);
 	counter_inc(item_lookup);
 	err = lock_cached(ic, lock, key);
 	if (err < 0)
@@ -571,7 +607,7 @@ int item_lookup(struct item_cache *ic, struct lock *lock, const struct scoutfs_k
 	if (!ci || (ci->flags & CI_DELETED)) {
 		err = -ENOENT;
 	} else {
-		memcpy(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
+		copy_val(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
 		err = ci->val_len;
 	}
 	pthread_mutex_unlock(&ic->mutex);
@@ -605,7 +641,7 @@ int item_next(struct item_cache *ic, struct lock *lock, struct scoutfs_key *key,
 		last = &lock->end;
 	if (key_compare(&pos, last) > 0)
 		return -ENOENT;
-	check_access(lock, &pos, false);
+	check_access(lock, &pos, ACCESS_READ);
 
 	for (;;) {
 		err = lock_cached(ic, lock, &pos);
@@ -618,7 +654,7 @@ int item_next(struct item_cache *ic, struct lock *lock, struct scoutfs_key *key,
 			if (ci->flags & CI_DELETED)
 				continue;
 			*key = ci->key;
-			memcpy(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
+			copy_val(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
 			err = ci->val_len;
 			pthread_mutex_unlock(&ic->mutex);
 			return err;
@@ -646,7 +682,7 @@ int item_prev(struct item_cache *ic, struct lock *lock, struct scoutfs_key *key,
 		pos = lock->end;
 	if (key_compare(&pos, first) < 0)
 		return -ENOENT;
-	check_access(lock, &pos, false);
+	check_access(lock, &pos, ACCESS_READ);
 
 	for (;;) {
 		err = lock_cached(ic, lock, &pos);
@@ -659,7 +695,7 @@ int item_prev(struct item_cache *ic, struct lock *lock, struct scoutfs_key *key,
 			if (ci->flags & CI_DELETED)
 				continue;
 			*key = ci->key;
-			memcpy(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
+			copy_val(val, ci->val, min_t(unsigned int, val_len, ci->val_len));
 			err = ci->val_len;
 			pthread_mutex_unlock(&ic->mutex);
 			return err;
@@ -678,7 +714,7 @@ int item_create(struct item_cache *ic, struct lock *lock, const struct scoutfs_k
 	struct citem *ci;
 	int err;
 
-	check_access(lock, key, true);
+	check_access(lock, key, ACCESS_READ | ACCESS_WRITE);
 	err = lock_cached(ic, lock, key);
 	if (err < 0)
 		return err;
@@ -717,7 +753,7 @@ int item_update(struct item_cache *ic, struct lock *lock, const struct scoutfs_k
 	struct citem *ci;
 	int err;
 
-	check_access(lock, key, true);
+	check_access(lock, key, ACCESS_READ | ACCESS_WRITE);
 	err = lock_cached(ic, lock, key);
 	if (err < 0)
 		return err;
@@ -762,7 +798,7 @@ int item_delete(struct item_cache *ic, struct lock *lock, const struct scoutfs_k
 	struct citem *ci;
 	int err;
 
-	check_access(lock, key, true);
+	check_access(lock, key, ACCESS_READ | ACCESS_WRITE);
 	err = lock_cached(ic, lock, key);
 	if (err < 0)
 		return err;
@@ -781,7 +817,7 @@ int item_create_force(struct item_cache *ic, struct lock *lock, struct lock *pri
 	struct citem *ci;
 	int err = 0;
 
-	check_access(lock, key, true);
+	check_access(lock, key, ACCESS_WRITE);
 	pthread_mutex_lock(&ic->mutex);
 	ci = item_find(ic, key);
 	if (!ci) {
@@ -814,7 +850,7 @@ int item_delete_force(struct item_cache *ic, struct lock *lock, struct lock *pri
 	struct citem *ci;
 	int err = 0;
 
-	check_access(lock, key, true);
+	check_access(lock, key, ACCESS_WRITE);
 	pthread_mutex_lock(&ic->mutex);
 	ci = item_find(ic, key);
 	if (!ci) {
@@ -901,7 +937,7 @@ int item_write_dirty(struct item_cache *ic, const struct btree_txn *txn,
 		bil->seq = ci->seq;
 		bil->flags = (ci->flags & CI_DELETED) ? SCOUTFS_ITEM_FLAG_DELETION : 0;
 		bil->val_len = ci->val_len;
-		memcpy(bil->val, ci->val, ci->val_len);
+		copy_val(bil->val, ci->val, ci->val_len);
 		*tail = bil;
 		tail = &bil->next;
 		*max_seq = max_t(u64, *max_seq, ci->seq);

@@ -9,7 +9,8 @@
  *  - Every access names the cluster lock that covers the key.  Reads need a mode that can
  *    read (READ, WRITE); writes need one that can write (WRITE, WRITE_ONLY) and a held
  *    transaction.  Under WRITE_ONLY nothing is read: force_create/force_delete write blindly
- *    and always leave a deletion item for a delete.
+ *    and always leave a deletion item for a delete; create/update/delete, which must know
+ *    whether the key exists, need WRITE.  A violation is a caller bug and aborts.
  *  - A missing range is read from the forest (fs_root and every log btree) with roots fetched
  *    after the lock was granted, so another mount's committed changes are always seen.
  *  - Results of a read never replace what is already cached: local changes and earlier reads

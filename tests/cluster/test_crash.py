@@ -67,7 +67,7 @@ def test_failed_commit_writes_are_retried(mounted, action):
         os.fsync(f.fileno())
     # the next few metadata writes fail or tear; the commit is retried until they pass,
     # and a transient failure is invisible to fsync
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "3", "meta", "write", action])
+    run(["scoutfs", "inject-fault", "-p", m, "-c", "3", "-m", "64K", "meta", "write", action])
     with open(f"{m}/during", "wb") as f:
         f.write(b"d" * 100000)
         os.fsync(f.fileno())
@@ -87,13 +87,13 @@ def test_failed_commit_writes_are_retried(mounted, action):
 def test_lasting_failure_reports_eio_then_recovers(mounted):
     fs = mounted
     m = fs.mounts[0].path
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "meta", "flush", "fail"])
+    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "data", "flush", "fail"])
     with open(f"{m}/f", "wb") as f:
         f.write(b"f" * 10000)
         with pytest.raises(OSError) as e:
             os.fsync(f.fileno())
         assert e.value.errno == 5
-    run(["scoutfs", "inject-fault", "-p", m, "meta", "flush", "clear"])
+    run(["scoutfs", "inject-fault", "-p", m, "data", "flush", "clear"])
     run(["scoutfs", "sync", "-p", m])
     fs.umount(0)
     fs.assert_clean()
@@ -109,7 +109,7 @@ def test_crash_while_commits_fail(mounted):
     with open(f"{m}/safe", "wb") as f:
         f.write(b"s" * 50000)
         os.fsync(f.fileno())
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "meta", "write", "tear"])
+    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "-m", "64K", "meta", "write", "tear"])
     with open(f"{m}/lost", "wb") as f:
         f.write(b"l" * 50000)
     time.sleep(0.5)

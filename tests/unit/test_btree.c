@@ -19,7 +19,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka.h needs the four above */
 #include <cmocka.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -36,10 +39,10 @@
 #include "util/counters.h"
 #include "util/util.h"
 
-#define TEST_FSID 0x5c0f5e7e57b7ee01ULL
-#define DEV_BYTES (4ULL << 30)
+#define TEST_FSID  0x5c0f5e7e57b7ee01ULL
+#define DEV_BYTES  (4ULL << 30)
 #define DEV_BLOCKS (DEV_BYTES >> SCOUTFS_BLOCK_LG_SHIFT)
-#define MAX_VAL SCOUTFS_BTREE_MAX_VAL_LEN
+#define MAX_VAL    SCOUTFS_BTREE_MAX_VAL_LEN
 
 /* ------------------------------------------------------------------------------------ */
 /* randomness and failure reports */
@@ -67,28 +70,34 @@ static u64 rnd_below(u64 n)
 
 static void rng_seed_test(u64 salt)
 {
-	rng_state = (g_seed ^ (salt * 0x9e3779b97f4a7c15ULL)) | 1;
+	u64 z = g_seed + salt * 0x9e3779b97f4a7c15ULL;
+
+	/* splitmix64 so that nearby seeds give unrelated sequences */
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	rng_state = z ? z : 1;
 	g_op = 0;
 	print_message("seed %llu (replay with BTREE_TEST_SEED=%llu)\n", (unsigned long long)g_seed,
-		      (unsigned long long)g_seed);
+	              (unsigned long long)g_seed);
 }
 
-#define CHECK(cond, ...)                                                                   \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			print_error("%s:%d: check failed: %s (seed %llu op %llu): ", __FILE__,  \
-				    __LINE__, #cond, (unsigned long long)g_seed,           \
-				    (unsigned long long)g_op);                             \
-			print_error(__VA_ARGS__);                                          \
-			print_error("\n");                                                 \
-			fail();                                                            \
-		}                                                                          \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			print_error("%s:%d: check failed: %s (seed %llu op %llu): ", __FILE__,     \
+			            __LINE__, #cond, (unsigned long long)g_seed,                   \
+			            (unsigned long long)g_op);                                     \
+			print_error(__VA_ARGS__);                                                  \
+			print_error("\n");                                                         \
+			fail();                                                                    \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_RET(expr, want)                                                              \
-	do {                                                                               \
-		int _r = (expr);                                                           \
-		CHECK(_r == (want), "%s returned %d, wanted %d", #expr, _r, (int)(want));  \
+#define CHECK_RET(expr, want)                                                                      \
+	do {                                                                                       \
+		int _r = (expr);                                                                   \
+		CHECK(_r == (want), "%s returned %d, wanted %d", #expr, _r, (int)(want));          \
 	} while (0)
 
 /* ------------------------------------------------------------------------------------ */
@@ -254,7 +263,7 @@ static int junk_free(void *arg, u64 blkno)
 static const struct block_allocator junk_ba = { .alloc_meta = junk_alloc, .free_meta = junk_free };
 
 static int noop_item_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const void *val,
-			unsigned int val_len, void *arg)
+                        unsigned int val_len, void *arg)
 {
 	return 0;
 }
@@ -429,7 +438,7 @@ static u64 model_prev(const struct model *m, u64 k)
 static struct scoutfs_key key_of(u64 k)
 {
 	return key_make(SCOUTFS_FS_ZONE, k >> 16, (k >> 8) & 0xff, (k >> 4) & 0xf, (k >> 2) & 0x3,
-			k & 0x3);
+	                k & 0x3);
 }
 
 static bool k_of_key(const struct scoutfs_key *key, u64 *k)
@@ -449,10 +458,10 @@ static void fill_val(u64 k, u32 ver, unsigned int len, u8 *buf)
 {
 	u64 x = (k * 0x9e3779b97f4a7c15ULL) ^ ((u64)ver << 32) ^ 0xabcdef;
 
-	for (unsigned int i = 0; i < len; i++) {
+	for (unsigned int i = 0; i < len; i += 8) {
 		x ^= x >> 33;
 		x *= 0xff51afd7ed558ccdULL;
-		buf[i] = (u8)(x >> 56);
+		memcpy(buf + i, &x, min_t(unsigned int, 8, len - i));
 	}
 }
 
@@ -470,7 +479,7 @@ static unsigned int model_val(u64 k, const struct ment *me, u8 *buf)
 }
 
 static void check_item(const struct model *m, const struct scoutfs_key *key, u64 seq, u8 flags,
-		       const void *val, unsigned int val_len, const char *what)
+                       const void *val, unsigned int val_len, const char *what)
 {
 	u8 want[MAX_VAL];
 	unsigned int want_len;
@@ -527,7 +536,7 @@ static void vlevel_done(struct vlevel *lv)
 }
 
 static int verify_block_cb(void *arg, const struct scoutfs_block_ref *ref, int level,
-			   const struct scoutfs_btree_block *bt, int read_err)
+                           const struct scoutfs_btree_block *bt, int read_err)
 {
 	struct vstate *vs = arg;
 	struct scoutfs_key lo = { 0 }, hi = key_ones();
@@ -600,7 +609,7 @@ static int verify_block_cb(void *arg, const struct scoutfs_block_ref *ref, int l
 }
 
 static int verify_item_cb(void *arg, const struct scoutfs_key *key, u64 seq, u8 flags,
-			  const void *val, unsigned int val_len)
+                          const void *val, unsigned int val_len)
 {
 	struct vstate *vs = arg;
 
@@ -619,7 +628,7 @@ static int verify_item_cb(void *arg, const struct scoutfs_key *key, u64 seq, u8 
  * of blocks; *blknos (malloced) holds them.
  */
 static size_t visit_tree(struct tctx *t, const struct scoutfs_btree_root *root,
-			 const struct model *m, u64 **blknos, u64 *leaves)
+                         const struct model *m, u64 **blknos, u64 *leaves)
 {
 	struct btree_visit_ops ops = { .block = verify_block_cb, .item = verify_item_cb };
 	struct vstate vs;
@@ -647,7 +656,7 @@ static size_t visit_tree(struct tctx *t, const struct scoutfs_btree_root *root,
 }
 
 static void verify_iterate(struct tctx *t, const struct scoutfs_btree_root *root,
-			   const struct model *m)
+                           const struct model *m)
 {
 	struct btree_item_ref iref;
 	struct scoutfs_key key;
@@ -697,7 +706,7 @@ static void verify_iterate(struct tctx *t, const struct scoutfs_btree_root *root
 
 /* everything: structure, contents both ways, and (optionally) no leaked or lost blocks */
 static void verify_full(struct tctx *t, const struct scoutfs_btree_root *root,
-			const struct model *m, bool check_live)
+                        const struct model *m, bool check_live)
 {
 	u64 *blknos;
 	size_t nr, i;
@@ -786,7 +795,7 @@ enum op {
 
 /* one random operation on root checked against m */
 static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model *m, enum op op,
-		  u64 k, unsigned int len)
+                  u64 k, unsigned int len)
 {
 	u8 val[MAX_VAL];
 	struct scoutfs_key key = key_of(k);
@@ -866,7 +875,7 @@ static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model 
 		      (unsigned long long)k, err, present);
 		if (err == 0) {
 			check_item(m, &iref.key, iref.seq, iref.flags, iref.val, iref.val_len,
-				   "lookup");
+			           "lookup");
 			CHECK(key_compare(&iref.key, &key) == 0, "lookup returned another key");
 			btree_iref_put(&iref);
 		}
@@ -881,11 +890,11 @@ static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model 
 			u64 got = ~0ULL;
 
 			CHECK(err == 0, "next %llu err %d", (unsigned long long)k, err);
-			CHECK(k_of_key(&iref.key, &got) && got == mk, "next %llu got %llu want %llu",
-			      (unsigned long long)k, (unsigned long long)got,
-			      (unsigned long long)mk);
+			CHECK(k_of_key(&iref.key, &got) && got == mk,
+			      "next %llu got %llu want %llu", (unsigned long long)k,
+			      (unsigned long long)got, (unsigned long long)mk);
 			check_item(m, &iref.key, iref.seq, iref.flags, iref.val, iref.val_len,
-				   "next");
+			           "next");
 			btree_iref_put(&iref);
 		}
 		break;
@@ -899,11 +908,11 @@ static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model 
 			u64 got = ~0ULL;
 
 			CHECK(err == 0, "prev %llu err %d", (unsigned long long)k, err);
-			CHECK(k_of_key(&iref.key, &got) && got == mk, "prev %llu got %llu want %llu",
-			      (unsigned long long)k, (unsigned long long)got,
-			      (unsigned long long)mk);
+			CHECK(k_of_key(&iref.key, &got) && got == mk,
+			      "prev %llu got %llu want %llu", (unsigned long long)k,
+			      (unsigned long long)got, (unsigned long long)mk);
 			check_item(m, &iref.key, iref.seq, iref.flags, iref.val, iref.val_len,
-				   "prev");
+			           "prev");
 			btree_iref_put(&iref);
 		}
 		break;
@@ -1113,7 +1122,7 @@ static void test_large_grow_shrink(void **state)
 	struct snapshot snaps[NSNAP];
 	struct model m;
 	u64 max_items = g_long ? 200000 : 60000;
-	u64 churn = g_long ? 600000 : 120000;
+	u64 churn = g_long ? 600000 : 80000;
 	u64 i, k, ops = 0, next_commit, next_verify;
 	u64 splits0, joins0, grow0, shrink0, v;
 	int max_height = 0;
@@ -1129,31 +1138,31 @@ static void test_large_grow_shrink(void **state)
 	next_commit = 1000 + rnd_below(4000);
 	next_verify = 40000;
 
-#define MAYBE_COMMIT_VERIFY()                                                              \
-	do {                                                                               \
-		ops++;                                                                     \
-		max_height = max_t(int, max_height, root.height);                          \
-		if (ops >= next_commit) {                                                  \
-			commit(t);                                                         \
-			next_commit = ops + 500 + rnd_below(5000);                         \
-			if (rnd_below(4) == 0) {                                           \
-				s = rnd_below(NSNAP);                                      \
-				if (snaps[s].used)                                         \
-					model_free(&snaps[s].m);                           \
-				snaps[s].root = root;                                      \
-				model_copy(&snaps[s].m, &m);                               \
-				snaps[s].used = true;                                      \
-				recompute_protect(t, snaps, NSNAP);                        \
-			}                                                                  \
-		}                                                                          \
-		if (ops >= next_verify) {                                                  \
-			next_verify = ops + 40000;                                         \
-			verify_full(t, &root, &m, false);                                  \
-			for (s = 0; s < NSNAP; s++)                                        \
-				if (snaps[s].used)                                         \
-					verify_full(t, &snaps[s].root, &snaps[s].m, false); \
-			block_cache_drop_clean(t->bc);                                     \
-		}                                                                          \
+#define MAYBE_COMMIT_VERIFY()                                                                      \
+	do {                                                                                       \
+		ops++;                                                                             \
+		max_height = max_t(int, max_height, root.height);                                  \
+		if (ops >= next_commit) {                                                          \
+			commit(t);                                                                 \
+			next_commit = ops + 500 + rnd_below(5000);                                 \
+			if (rnd_below(4) == 0) {                                                   \
+				s = rnd_below(NSNAP);                                              \
+				if (snaps[s].used)                                                 \
+					model_free(&snaps[s].m);                                   \
+				snaps[s].root = root;                                              \
+				model_copy(&snaps[s].m, &m);                                       \
+				snaps[s].used = true;                                              \
+				recompute_protect(t, snaps, NSNAP);                                \
+			}                                                                          \
+		}                                                                                  \
+		if (ops >= next_verify) {                                                          \
+			next_verify = ops + 40000;                                                 \
+			verify_full(t, &root, &m, false);                                          \
+			for (s = 0; s < NSNAP; s++)                                                \
+				if (snaps[s].used)                                                 \
+					verify_full(t, &snaps[s].root, &snaps[s].m, false);        \
+			block_cache_drop_clean(t->bc);                                             \
+		}                                                                                  \
 	} while (0)
 
 	/* grow */
@@ -1221,7 +1230,7 @@ static void test_large_grow_shrink(void **state)
 	counter_read("btree_root_shrink", &v);
 	CHECK(v >= shrink0 + 2, "root shrank only %llu times", (unsigned long long)(v - shrink0));
 	print_message("%llu ops, max height %d, allocs %llu\n", (unsigned long long)ops, max_height,
-		      (unsigned long long)t->ta.nr_allocs);
+	              (unsigned long long)t->ta.nr_allocs);
 	model_free(&m);
 #undef MAYBE_COMMIT_VERIFY
 }
@@ -1269,7 +1278,7 @@ static void test_cow_old_roots(void **state)
 /* ---- insert_list ---- */
 
 static int delta_add(const void *old_val, unsigned int old_len, const void *new_val,
-		     unsigned int new_len, void *dst, unsigned int *dst_len)
+                     unsigned int new_len, void *dst, unsigned int *dst_len)
 {
 	le64 a, b, sum;
 
@@ -1348,7 +1357,7 @@ static void test_insert_list(void **state)
 			if (flags & SCOUTFS_ITEM_FLAG_DELTA) {
 				/* small values that often cancel what is stored */
 				u64 d = m.e[k].present && rnd_below(2) ? -m.e[k].dval
-								      : rnd_below(5) - 2;
+				                                       : rnd_below(5) - 2;
 				le64 dv = cpu_to_le64(d);
 
 				memcpy(li->val, &dv, sizeof(dv));
@@ -1367,7 +1376,7 @@ static void test_insert_list(void **state)
 				fill_val(k, ver, len, li->val);
 			}
 			model_set(&m, k, &me);
-added:
+		added:
 			*tail = li;
 			tail = &li->next;
 			total++;
@@ -1393,9 +1402,63 @@ added:
 	commit(t);
 	verify_full(t, &root, &m, true);
 	print_message("%llu list items, %llu in the tree, height %d\n", (unsigned long long)total,
-		      (unsigned long long)m.count, max_height);
+	              (unsigned long long)m.count, max_height);
 	CHECK(max_height >= 2, "insert_list only reached height %d", max_height);
 	model_free(&m);
+}
+
+/* a delta combination that grows: the combined value is always the maximum size */
+static int delta_grow(const void *old_val, unsigned int old_len, const void *new_val,
+                      unsigned int new_len, void *dst, unsigned int *dst_len)
+{
+	memset(dst, 0x5a, MAX_VAL);
+	memcpy(dst, new_val, min_t(unsigned int, new_len, MAX_VAL));
+	*dst_len = MAX_VAL;
+	return 0;
+}
+
+/*
+ * A leaf with room for the list item but not for the value the delta function makes of
+ * it: insert_list must split rather than retry the same walk forever.
+ */
+static void test_insert_list_growing_delta(void **state)
+{
+	struct tctx *t = g_t = ctx_create(true, 0);
+	struct scoutfs_btree_root root = { 0 };
+	struct btree_item_list *li;
+	struct btree_item_ref iref;
+	struct scoutfs_key key;
+	u8 val[MAX_VAL] = { 0 };
+	int i;
+
+	rng_seed_test(9);
+	/* 69 maximum items leave 352 bytes of a leaf's 65488 */
+	for (i = 0; i < 69; i++) {
+		key = key_of(i * 2);
+		CHECK_RET(btree_insert(&t->txn, &root, &key, val, MAX_VAL), 0);
+	}
+	CHECK(root.height == 1, "height %u", root.height);
+	li = calloc(1, sizeof(*li) + 8);
+	assert_non_null(li);
+	li->key = key_of(1001);
+	li->seq = 1;
+	li->flags = SCOUTFS_ITEM_FLAG_DELTA;
+	li->val_len = 8;
+	memset(li->val, 1, 8);
+	CHECK_RET(btree_insert_list(&t->txn, &root, li, delta_grow), 0);
+	CHECK(root.height == 1, "height %u", root.height);
+	li->seq = 2;
+	memset(li->val, 2, 8);
+	CHECK_RET(btree_insert_list(&t->txn, &root, li, delta_grow), 0);
+	key = key_of(1001);
+	CHECK_RET(btree_lookup(t->bc, &root, &key, &iref), 0);
+	CHECK(iref.val_len == MAX_VAL && iref.seq == 2 && ((u8 *)iref.val)[0] == 2 &&
+	              ((u8 *)iref.val)[8] == 0x5a,
+	      "combined item len %u seq %llu", iref.val_len, (unsigned long long)iref.seq);
+	btree_iref_put(&iref);
+	CHECK(root.height == 2, "the leaf didn't split (height %u)", root.height);
+	free(li);
+	commit(t);
 }
 
 /* ---- read_items ---- */
@@ -1408,7 +1471,7 @@ struct ri_state {
 };
 
 static int ri_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const void *val,
-		 unsigned int val_len, void *arg)
+                 unsigned int val_len, void *arg)
 {
 	struct ri_state *rs = arg;
 	u64 k;
@@ -1423,7 +1486,7 @@ static int ri_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const void *v
 
 /* the model keys in [start, end], which need not be model-domain keys */
 static void model_range(const struct model *m, const struct scoutfs_key *start,
-			const struct scoutfs_key *end, u64 *first, u64 *last)
+                        const struct scoutfs_key *end, u64 *first, u64 *last)
 {
 	struct scoutfs_key mk0 = key_of(0);
 	struct scoutfs_key mkn = key_of(m->nkeys - 1);
@@ -1471,8 +1534,9 @@ static void model_range(const struct model *m, const struct scoutfs_key *start,
 }
 
 static void check_read_items(struct tctx *t, const struct scoutfs_btree_root *root,
-			     const struct model *m, const struct scoutfs_key *key,
-			     struct scoutfs_key *start, struct scoutfs_key *end, struct ri_state *rs)
+                             const struct model *m, const struct scoutfs_key *key,
+                             struct scoutfs_key *start, struct scoutfs_key *end,
+                             struct ri_state *rs)
 {
 	struct scoutfs_key s0 = *start, e0 = *end;
 	u64 lo, hi, k;
@@ -1496,7 +1560,7 @@ static void check_read_items(struct tctx *t, const struct scoutfs_btree_root *ro
 }
 
 static void run_read_items(struct tctx *t, const struct scoutfs_btree_root *root,
-			   const struct model *m, u64 queries)
+                           const struct model *m, u64 queries)
 {
 	struct ri_state rs = { .m = m, .max = 100000 };
 	struct scoutfs_key key, start, end, pos;
@@ -1536,7 +1600,8 @@ static void run_read_items(struct tctx *t, const struct scoutfs_btree_root *root
 		start = pos;
 		end = key_ones();
 		check_read_items(t, root, m, &pos, &start, &end, &rs);
-		CHECK(key_compare(&start, &pos) == 0, "narrowed start moved past the read position");
+		CHECK(key_compare(&start, &pos) == 0,
+		      "narrowed start moved past the read position");
 		for (size_t i = 0; i < rs.nr; i++) {
 			CHECK(seen == 0 || rs.ks[i] > k, "item seen twice");
 			k = rs.ks[i];
@@ -1553,7 +1618,7 @@ static void run_read_items(struct tctx *t, const struct scoutfs_btree_root *root
 }
 
 static void build_tree(struct tctx *t, struct scoutfs_btree_root *root, struct model *m,
-		       u64 nr_items, unsigned int big_pct)
+                       u64 nr_items, unsigned int big_pct)
 {
 	struct keygen kg = { .nkeys = m->nkeys };
 
@@ -1599,8 +1664,8 @@ static int cmp_u64p(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
-static void check_free_blocks(struct tctx *t, const struct scoutfs_btree_root *root,
-			      u64 max_blocks, const u64 *known, size_t nr_known)
+static void check_free_blocks(struct tctx *t, const struct scoutfs_btree_root *root, u64 max_blocks,
+                              const u64 *known, size_t nr_known)
 {
 	struct scoutfs_key cursor = key_zeros();
 	u64 *blknos;
@@ -1663,7 +1728,7 @@ static void test_free_blocks(void **state)
 			build_tree(t, &root, &m, m.count + 2000, 95);
 		verify_full(t, &root, &m, true);
 		print_message("free_blocks of %llu items, height %u\n", (unsigned long long)m.count,
-			      root.height);
+		              root.height);
 		for (size_t i = 0; i < ARRAY_SIZE(maxes); i++) {
 			/* each run frees the same committed tree, then the test takes it back */
 			copy = root;
@@ -1686,16 +1751,16 @@ static void test_free_blocks(void **state)
 
 		for (size_t i = 0; i < nr && !leaf_blkno; i++) {
 			CHECK_RET(dev_read(t->dev, t->raw, SCOUTFS_BLOCK_LG_SIZE,
-					   blknos[i] << SCOUTFS_BLOCK_LG_SHIFT),
-				  0);
+			                   blknos[i] << SCOUTFS_BLOCK_LG_SHIFT),
+			          0);
 			if (((struct scoutfs_btree_block *)t->raw)->level == 0)
 				leaf_blkno = blknos[i];
 		}
 		CHECK(leaf_blkno, "no leaf");
 		memset((char *)t->raw + 100, 0xa5, 100);
 		CHECK_RET(dev_write(t->dev, t->raw, SCOUTFS_BLOCK_LG_SIZE,
-				    leaf_blkno << SCOUTFS_BLOCK_LG_SHIFT),
-			  0);
+		                    leaf_blkno << SCOUTFS_BLOCK_LG_SHIFT),
+		          0);
 		block_cache_drop_clean(t->bc);
 		copy = root;
 		check_free_blocks(t, &copy, 5, blknos, nr);
@@ -1714,7 +1779,7 @@ struct leaf_pick {
 };
 
 static int pick_block_cb(void *arg, const struct scoutfs_block_ref *ref, int level,
-			 const struct scoutfs_btree_block *bt, int read_err)
+                         const struct scoutfs_btree_block *bt, int read_err)
 {
 	struct leaf_pick *lp = arg;
 
@@ -1727,7 +1792,7 @@ static int pick_block_cb(void *arg, const struct scoutfs_block_ref *ref, int lev
 }
 
 static int count_block_cb(void *arg, const struct scoutfs_block_ref *ref, int level,
-			  const struct scoutfs_btree_block *bt, int read_err)
+                          const struct scoutfs_btree_block *bt, int read_err)
 {
 	int *errs = arg;
 
@@ -1738,7 +1803,7 @@ static int count_block_cb(void *arg, const struct scoutfs_block_ref *ref, int le
 
 /* every read path on a damaged tree returns an error or a correct answer, never crashes */
 static int exercise_reads(struct tctx *t, const struct scoutfs_btree_root *root,
-			  const struct model *m, const struct scoutfs_key *key, bool expect_ok)
+                          const struct model *m, const struct scoutfs_key *key, bool expect_ok)
 {
 	struct btree_visit_ops ops = { .block = count_block_cb };
 	struct ri_state rs = { .m = m, .max = 100000 };
@@ -1798,14 +1863,25 @@ static int exercise_reads(struct tctx *t, const struct scoutfs_btree_root *root,
 	return bad;
 }
 
-/* corruption is logged on every read; keep thousands of those lines out of the output */
+/*
+ * Corruption is logged on every read; keep thousands of those lines out of the output.
+ * They go to a file that is kept if the test dies in between (sanitizer reports too).
+ */
 static int saved_stderr = -1;
+static char quiet_path[64];
 
 static void quiet_stderr(bool quiet)
 {
 	fflush(stderr);
 	if (quiet && saved_stderr < 0) {
-		int fd = open("/dev/null", O_WRONLY);
+		int fd;
+
+		if (!quiet_path[0]) {
+			snprintf(quiet_path, sizeof(quiet_path), "/tmp/test_btree_quiet.%d.log",
+			         (int)getpid());
+			print_message("corruption log lines go to %s\n", quiet_path);
+		}
+		fd = open(quiet_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 		saved_stderr = dup(STDERR_FILENO);
 		dup2(fd, STDERR_FILENO);
@@ -1820,7 +1896,7 @@ static void quiet_stderr(bool quiet)
 static void write_raw(struct tctx *t, u64 blkno, const void *buf)
 {
 	CHECK_RET(dev_write(t->dev, buf, SCOUTFS_BLOCK_LG_SIZE, blkno << SCOUTFS_BLOCK_LG_SHIFT),
-		  0);
+	          0);
 	block_cache_drop_clean(t->bc);
 }
 
@@ -1852,8 +1928,8 @@ static void test_corruption(void **state)
 		CHECK_RET(btree_visit(t->bc, &root, &ops, &lp), 0);
 		CHECK(lp.blkno, "no block at level %d", level);
 		CHECK_RET(dev_read(t->dev, orig, SCOUTFS_BLOCK_LG_SIZE,
-				   lp.blkno << SCOUTFS_BLOCK_LG_SHIFT),
-			  0);
+		                   lp.blkno << SCOUTFS_BLOCK_LG_SHIFT),
+		          0);
 
 		/* flipped bytes: the crc fails, reads see a stale block */
 		for (int i = 0; i < 20; i++) {
@@ -1912,8 +1988,8 @@ static void test_corruption(void **state)
 			memcpy(t->raw, orig, SCOUTFS_BLOCK_LG_SIZE);
 			for (unsigned int j = 0; j < n; j++) {
 				u32 off = sizeof(struct scoutfs_block_header) +
-					  rnd_below(rnd_below(2) ? 16 + 48 * 4
-								 : SCOUTFS_BLOCK_LG_SIZE - 32);
+				          rnd_below(rnd_below(2) ? 16 + 48 * 4
+				                                 : SCOUTFS_BLOCK_LG_SIZE - 32);
 				((u8 *)t->raw)[off] = (u8)rnd();
 			}
 			block_set_crc(t->raw, SCOUTFS_BLOCK_LG_SIZE);
@@ -1931,6 +2007,7 @@ static void test_corruption(void **state)
 	}
 	free(orig);
 	model_free(&m);
+	unlink(quiet_path);
 }
 
 int main(void)
@@ -1941,6 +2018,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_large_grow_shrink, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_cow_old_roots, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_insert_list, setup_ctx, teardown_ctx),
+		cmocka_unit_test_setup_teardown(test_insert_list_growing_delta, setup_ctx,
+		                                teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_read_items, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_free_blocks, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_corruption, setup_ctx, teardown_ctx),
