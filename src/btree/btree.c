@@ -1181,6 +1181,45 @@ int btree_visit(struct block_cache *bc, const struct scoutfs_btree_root *root,
 	return visit_block(bc, &root->ref, root->height - 1, ops, arg);
 }
 
+static int count_blocks(struct block_cache *bc, const struct scoutfs_block_ref *ref, int level,
+			u64 *nr)
+{
+	struct scoutfs_btree_block *bt;
+	struct block *bl = NULL;
+	unsigned int i;
+	int err;
+
+	err = block_read_ref(bc, ref, SCOUTFS_BLOCK_MAGIC_BTREE, &bl);
+	if (err == 0)
+		err = check_block(bl, level);
+	if (err < 0) {
+		block_put(bc, bl);
+		return err;
+	}
+	bt = bt_of(bl);
+	(*nr)++;
+	if (level == 1)
+		*nr += nr_items(bt);
+	for (i = 0; level > 1 && i < nr_items(bt) && err == 0; i++)
+		err = count_blocks(bc, child_ref(bt, i), level - 1, nr);
+	block_put(bc, bl);
+	return err;
+}
+
+int btree_count_blocks(struct block_cache *bc, const struct scoutfs_btree_root *root, u64 *nr)
+{
+	*nr = 0;
+	if (root->height == 0)
+		return 0;
+	if (root->height > SCOUTFS_BTREE_MAX_HEIGHT)
+		return corrupt(le64_to_cpu(root->ref.blkno), "root height too large");
+	if (root->height == 1) {
+		*nr = 1;
+		return 0;
+	}
+	return count_blocks(bc, &root->ref, root->height - 1, nr);
+}
+
 int btree_block_verify(const struct scoutfs_btree_block *bt, char *why, size_t why_len)
 {
 	unsigned int nr = nr_items(bt);

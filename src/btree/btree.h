@@ -135,6 +135,12 @@ struct btree_visit_ops {
 int btree_visit(struct block_cache *bc, const struct scoutfs_btree_root *root,
 		const struct btree_visit_ops *ops, void *arg);
 
+/*
+ * The number of blocks in a tree, counted from its parents without reading leaves: how many
+ * blocks rewriting all of it would take.
+ */
+int btree_count_blocks(struct block_cache *bc, const struct scoutfs_btree_root *root, u64 *nr);
+
 /* verify the structure of one block read from disk: sorted keys, offsets in bounds */
 int btree_block_verify(const struct scoutfs_btree_block *bt, char *why, size_t why_len);
 

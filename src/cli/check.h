@@ -12,11 +12,12 @@
  *  - check_bitmap.c: large sparse bitmaps (one bit per metadata or data block) that report
  *    the runs of bits that were already set when a range is set again;
  *  - check_walk.c: reading verified blocks, walking btrees and alloc lists (print uses these);
- *  - check_meta.c: the supers, quorum blocks, every metadata structure reachable from the
- *    super, and the accounting of metadata blocks and free data blocks;
+ *  - check_meta.c: the supers, quorum blocks and every metadata structure reachable from the
+ *    super, marking the metadata blocks they use and the free blocks of both devices;
  *  - check_mview.c: the merged view of the items of fs_root and every log btree;
  *  - check_fs.c: the filesystem invariants checked on the merged view;
- *  - cmd_check.c: the command, its report and summary.
+ *  - cmd_check.c: the command, its report and summary, and the block marks: blocks marked
+ *    twice, and blocks of either device neither used nor free (leaked).
  */
 #ifndef SCOUTFS_CLI_CHECK_H
 #define SCOUTFS_CLI_CHECK_H
@@ -204,6 +205,17 @@ void check_note(struct check *chk, const char *fmt, ...) __attribute__((format(p
 /* true every few seconds: time to print a periodic progress line */
 bool check_progress_due(struct check *chk);
 
+/* splitmix64's finalizer: every input bit flips every output bit, for hashing set members */
+static inline u64 check_mix64(u64 x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
 /* "blocks 10-19 (10 blocks)" or "block 10" */
 const char *check_range_str(u64 start, u64 len, char *buf, size_t buf_len);
 
@@ -218,13 +230,11 @@ void check_mark_data(struct check *chk, u64 start, u64 len, bool used, const cha
 int check_supers(struct check *chk);
 void check_quorum(struct check *chk);
 int check_meta_structures(struct check *chk);
-void check_meta_accounting(struct check *chk);
 /* walk the metadata structures again, naming the owners of blocks marked twice */
 int check_meta_owners(struct check *chk);
 
 /* check_fs.c: the filesystem items of the merged view */
 int check_fs_items(struct check *chk);
-void check_data_accounting(struct check *chk);
 int check_data_owners(struct check *chk);
 
 /* ---------------------------------------------------------------------------------------- */

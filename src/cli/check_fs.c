@@ -40,24 +40,14 @@
 /* ---------------------------------------------------------------------------------------- */
 /* hashes for the multiset sums */
 
-static u64 mix64(u64 x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 static u64 hash3(u64 a, u64 b, u64 c)
 {
-	return mix64(a ^ mix64(b ^ mix64(c + 0x9e3779b97f4a7c15ULL)));
+	return check_mix64(a ^ check_mix64(b ^ check_mix64(c + 0x9e3779b97f4a7c15ULL)));
 }
 
 static u64 hash_bytes(const void *p, size_t len)
 {
-	return mix64(fnv1a64(p, len));
+	return check_mix64(fnv1a64(p, len));
 }
 
 /* the directory entry name hash of dir.c: the first 4 bytes above an FNV-1a of the name */
@@ -68,26 +58,6 @@ static u64 name_hash(const u8 *name, size_t len)
 	for (size_t i = 0; i < 4; i++)
 		prefix = (prefix << 8) | (i < len ? name[i] : 0);
 	return ((u64)prefix << 32) | fnv1a32(name, len);
-}
-
-static u32 mode_dtype(u32 mode)
-{
-	switch (mode & S_IFMT) {
-	case S_IFIFO:
-		return SCOUTFS_DT_FIFO;
-	case S_IFCHR:
-		return SCOUTFS_DT_CHR;
-	case S_IFDIR:
-		return SCOUTFS_DT_DIR;
-	case S_IFBLK:
-		return SCOUTFS_DT_BLK;
-	case S_IFLNK:
-		return SCOUTFS_DT_LNK;
-	case S_IFSOCK:
-		return SCOUTFS_DT_SOCK;
-	default:
-		return SCOUTFS_DT_REG;
-	}
 }
 
 static bool mode_valid(u32 mode)
@@ -141,6 +111,17 @@ static const char *pname(const u8 *name, size_t len, char *buf, size_t buf_len)
 	}
 	buf[o < buf_len ? o : buf_len - 1] = '\0';
 	return buf;
+}
+
+/* the header and printable name of a dirent, readdir or link backref value, if it has one */
+static bool item_dirent(const struct mview_item *item, struct scoutfs_dirent *d, char *nb,
+                        size_t nb_len)
+{
+	if (item->val_len < DIRENT_HDR)
+		return false;
+	memcpy(d, item->val, sizeof(*d));
+	pname(item->val + DIRENT_HDR, item->val_len - DIRENT_HDR, nb, nb_len);
+	return true;
 }
 
 #define NAME_BUF (SCOUTFS_NAME_LEN * 4 + 8)
@@ -396,12 +377,12 @@ static void backref_item(struct fs_check *fc, const struct mview_item *item)
 		gproblem(fc, "link backref item '%s' (dir %llu pos %llu) records inode %llu", nb,
 		         (unsigned long long)dir, (unsigned long long)pos,
 		         (unsigned long long)le64_to_cpu(d.ino));
-	if (g->have_inode && d.type != mode_dtype(g->mode))
+	if (g->have_inode && d.type != scoutfs_mode_dtype(g->mode))
 		gproblem(fc,
 		         "the entry '%s' in directory %llu (pos %llu) has type %u but the inode's "
 		         "mode 0%o is type %u",
 		         nb, (unsigned long long)dir, (unsigned long long)pos, d.type, g->mode,
-		         mode_dtype(g->mode));
+		         scoutfs_mode_dtype(g->mode));
 	if (dir == g->ino)
 		gproblem(fc, "the entry '%s' at pos %llu names its own directory", nb,
 		         (unsigned long long)pos);
@@ -776,6 +757,24 @@ static ssize_t find_dir(struct fs_check *fc, u64 ino)
 	return a < fc->nr_dirs && fc->dirs[a].ino == ino ? (ssize_t)a : -1;
 }
 
+/* a directory the root can't reach: its walk came back to itself (loop) or left the tree */
+static u8 dir_unreachable(struct fs_check *fc, const struct dir_parent *dp, bool loop)
+{
+	unsigned long long ino = dp->ino, parent = dp->parent;
+
+	if (loop)
+		check_problem(fc->chk,
+		              "directory %llu is in a loop of directories that can't be reached "
+		              "from the root (its parent is %llu)",
+		              ino, parent);
+	else
+		check_problem(fc->chk,
+		              "directory %llu can't be reached from the root: its parent %llu is "
+		              "not a directory with a name",
+		              ino, parent);
+	return DIR_UNREACHABLE;
+}
+
 /*
  * Every directory but the root has exactly one name (checked per inode), so following the
  * names up from any directory must reach the root.  Each walk stops at a directory already
@@ -806,12 +805,7 @@ static void check_reachable(struct fs_check *fc)
 				break;
 			}
 			if (dp->state == DIR_WALKING) {
-				check_problem(fc->chk,
-				              "directory %llu is in a loop of directories that "
-				              "can't be reached from the root (its parent is %llu)",
-				              (unsigned long long)dp->ino,
-				              (unsigned long long)dp->parent);
-				result = DIR_UNREACHABLE;
+				result = dir_unreachable(fc, dp, true);
 				break;
 			}
 			dp->state = DIR_WALKING;
@@ -822,12 +816,7 @@ static void check_reachable(struct fs_check *fc)
 			}
 			j = find_dir(fc, dp->parent);
 			if (j < 0) {
-				check_problem(fc->chk,
-				              "directory %llu can't be reached from the root: its "
-				              "parent %llu is not a directory with a name",
-				              (unsigned long long)dp->ino,
-				              (unsigned long long)dp->parent);
-				result = DIR_UNREACHABLE;
+				result = dir_unreachable(fc, dp, false);
 				break;
 			}
 			cur = (size_t)j;
@@ -1124,10 +1113,8 @@ static void diagnose_dir_entries(struct fs_check *fc, u64 dir)
 	if (ret < 0)
 		return;
 	while (mview_next(mv, &item) == 0) {
-		if (item.val_len < DIRENT_HDR)
+		if (!item_dirent(&item, &d, nb, sizeof(nb)))
 			continue;
-		memcpy(&d, item.val, sizeof(d));
-		pname(item.val + DIRENT_HDR, item.val_len - DIRENT_HDR, nb, sizeof(nb));
 		if (item.key.sk_type == SCOUTFS_DIRENT_TYPE) {
 			pos = key_third(&item.key);
 			key = key_make(SCOUTFS_FS_ZONE, dir, SCOUTFS_READDIR_TYPE, pos, 0, 0);
@@ -1178,10 +1165,8 @@ static int diagnose_entries(struct check *chk)
 	while ((ret = mview_next(mv, &item)) == 0) {
 		if ((item.key.sk_type != SCOUTFS_READDIR_TYPE &&
 		     item.key.sk_type != SCOUTFS_LINK_BACKREF_TYPE) ||
-		    item.val_len < DIRENT_HDR)
+		    !item_dirent(&item, &d, nb, sizeof(nb)))
 			continue;
-		memcpy(&d, item.val, sizeof(d));
-		pname(item.val + DIRENT_HDR, item.val_len - DIRENT_HDR, nb, sizeof(nb));
 		if (item.key.sk_type == SCOUTFS_READDIR_TYPE) {
 			dir = key_first(&item.key);
 			pos = key_second(&item.key);
@@ -1321,6 +1306,28 @@ static int diagnose_index(struct check *chk)
 	return ret == -ENOENT ? 0 : ret;
 }
 
+/*
+ * The two sides of a relation, summed as multisets: nr_a and nr_b members, and whether the
+ * sums of their hashes differ.  When the sides differ, report the counts if they do
+ * (counts_fmt takes nr_a and nr_b), then run diagnose: the second pass that looks up every
+ * member (what) on the other side to name each difference.
+ */
+static int compare_sums(struct check *chk, u64 nr_a, u64 nr_b, bool sums_differ,
+                        const char *counts_fmt, const char *what,
+                        int (*diagnose)(struct check *chk)) __attribute__((format(printf, 5, 0)));
+
+static int compare_sums(struct check *chk, u64 nr_a, u64 nr_b, bool sums_differ,
+                        const char *counts_fmt, const char *what,
+                        int (*diagnose)(struct check *chk))
+{
+	if (nr_a == nr_b && !sums_differ)
+		return 0;
+	if (nr_a != nr_b)
+		check_problem(chk, counts_fmt, (unsigned long long)nr_a, (unsigned long long)nr_b);
+	check_note(chk, "looking up every %s to find the difference", what);
+	return diagnose(chk);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 int check_fs_items(struct check *chk)
@@ -1369,30 +1376,16 @@ int check_fs_items(struct check *chk)
 		              (long long)chk->inode_count_deltas, (long long)expect_inodes,
 		              (unsigned long long)chk->nr_inodes);
 
-	if (fc.nr_index != fc.nr_inode_index || fc.fp_index != fc.fp_inode_index) {
-		if (fc.nr_index != fc.nr_inode_index)
-			check_problem(chk,
-			              "there are %llu inode index items but the inodes need %llu",
-			              (unsigned long long)fc.nr_index,
-			              (unsigned long long)fc.nr_inode_index);
-		check_note(chk,
-		           "looking up every inode index item and inode to find the difference");
-		ret = diagnose_index(chk);
-		if (ret < 0)
-			goto out;
-	}
-	if (fc.nr_readdir != fc.nr_backref || fc.fp_readdir != fc.fp_backref) {
-		if (fc.nr_readdir != fc.nr_backref)
-			check_problem(chk,
-			              "there are %llu readdir items but %llu link backref items",
-			              (unsigned long long)fc.nr_readdir,
-			              (unsigned long long)fc.nr_backref);
-		check_note(chk, "looking up every entry's readdir and link backref items to find "
-		                "the difference");
-		ret = diagnose_entries(chk);
-		if (ret < 0)
-			goto out;
-	}
+	ret = compare_sums(chk, fc.nr_index, fc.nr_inode_index, fc.fp_index != fc.fp_inode_index,
+	                   "there are %llu inode index items but the inodes need %llu",
+	                   "inode index item and inode", diagnose_index);
+	if (ret < 0)
+		goto out;
+	ret = compare_sums(chk, fc.nr_readdir, fc.nr_backref, fc.fp_readdir != fc.fp_backref,
+	                   "there are %llu readdir items but %llu link backref items",
+	                   "entry's readdir and link backref items", diagnose_entries);
+	if (ret < 0)
+		goto out;
 	if (fc.nr_quota || fc.nr_totl || fc.nr_indx)
 		check_note(chk, "%llu quota, %llu .totl. and %llu .indx. items are not checked",
 		           (unsigned long long)fc.nr_quota, (unsigned long long)fc.nr_totl,
@@ -1406,30 +1399,6 @@ out:
 
 /* ---------------------------------------------------------------------------------------- */
 /* data blocks */
-
-static void data_leak_run(void *arg, u64 start, u64 len)
-{
-	struct check *chk = arg;
-	char r[96];
-
-	check_problem(chk, "data %s neither referenced by a file nor free: leaked",
-	              check_range_str(start, len, r, sizeof(r)));
-}
-
-static void data_unused_run(void *arg, u64 start, u64 len)
-{
-	struct check *chk = arg;
-
-	cbm_runs(chk->data_free, start, len, false, data_leak_run, chk);
-}
-
-void check_data_accounting(struct check *chk)
-{
-	if (chk->total_data <= SCOUTFS_DATA_DEV_START_BLKNO)
-		return;
-	cbm_runs(chk->data_used, SCOUTFS_DATA_DEV_START_BLKNO,
-	         chk->total_data - SCOUTFS_DATA_DEV_START_BLKNO, false, data_unused_run, chk);
-}
 
 /* name the files whose extents hold data blocks that were marked twice */
 int check_data_owners(struct check *chk)

@@ -72,19 +72,9 @@ struct tree_walk {
 	u64 nr_srch;
 };
 
-static u64 mix64(u64 x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 static u64 ext_hash(u64 end, u64 len)
 {
-	return mix64(end ^ mix64(len + 0x9e3779b97f4a7c15ULL));
+	return check_mix64(end ^ check_mix64(len + 0x9e3779b97f4a7c15ULL));
 }
 
 static const char *kstr(const struct scoutfs_key *key, char *buf)
@@ -1020,31 +1010,4 @@ int check_meta_owners(struct check *chk)
 	cbm_destroy(owner_seen);
 	owner_seen = NULL;
 	return ret;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* leaks */
-
-static void meta_leak_run(void *arg, u64 start, u64 len)
-{
-	struct check *chk = arg;
-	char r[96];
-
-	check_problem(chk, "metadata %s neither used nor free: leaked",
-	              check_range_str(start, len, r, sizeof(r)));
-}
-
-static void meta_unused_run(void *arg, u64 start, u64 len)
-{
-	struct check *chk = arg;
-
-	cbm_runs(chk->meta_free, start, len, false, meta_leak_run, chk);
-}
-
-void check_meta_accounting(struct check *chk)
-{
-	if (chk->total_meta <= SCOUTFS_META_DEV_START_BLKNO)
-		return;
-	cbm_runs(chk->meta_used, SCOUTFS_META_DEV_START_BLKNO,
-	         chk->total_meta - SCOUTFS_META_DEV_START_BLKNO, false, meta_unused_run, chk);
 }

@@ -18,7 +18,8 @@
  *   6. the data block accounting.
  * Blocks found twice are reported when found; a last pass names all of their owners.
  *
- * This file also holds what the phases share: the report, and the marking of blocks.
+ * This file also holds what the phases share: the report, the marking of blocks, and the
+ * leaks the marks leave (phases 4 and 6).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -353,6 +354,37 @@ void check_mark_data(struct check *chk, u64 start, u64 len, bool used, const cha
 	mark_blocks(chk, false, start, len, used, owner);
 }
 
+/* blocks that are neither used nor free */
+static void leaked(void *arg, u64 start, u64 len)
+{
+	struct mark *mk = arg;
+	char r[96];
+
+	check_problem(mk->chk, "%s %s neither %s nor free: leaked", dev_word(mk),
+	              check_range_str(start, len, r, sizeof(r)),
+	              mk->meta ? "used" : "referenced by a file");
+}
+
+/* blocks that are not used: leaked unless they are free */
+static void not_used(void *arg, u64 start, u64 len)
+{
+	struct mark *mk = arg;
+
+	cbm_runs(mk->meta ? mk->chk->meta_free : mk->chk->data_free, start, len, false, leaked, mk);
+}
+
+/* once everything is marked: every block of the device must be used or free */
+static void check_leaks(struct check *chk, bool meta)
+{
+	struct mark mk = { .chk = chk, .meta = meta };
+	u64 lo = meta ? SCOUTFS_META_DEV_START_BLKNO : SCOUTFS_DATA_DEV_START_BLKNO;
+	u64 hi = meta ? chk->total_meta : chk->total_data;
+
+	if (hi <= lo)
+		return;
+	cbm_runs(meta ? chk->meta_used : chk->data_used, lo, hi - lo, false, not_used, &mk);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static void phase(struct check *chk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -434,7 +466,7 @@ static int check_main(int argc, char **argv)
 	           (unsigned long long)chk.nr_other_blocks, (unsigned long long)chk.nr_lts);
 
 	phase(&chk, "Phase 4: metadata block accounting");
-	check_meta_accounting(&chk);
+	check_leaks(&chk, true);
 	used = cbm_weight(chk.meta_used);
 	free_blocks = cbm_weight(chk.meta_free);
 	check_note(&chk, "%llu metadata blocks used, %llu free, of %llu", (unsigned long long)used,
@@ -457,7 +489,7 @@ static int check_main(int argc, char **argv)
 	           (unsigned long long)chk.nr_extents);
 
 	phase(&chk, "Phase 6: data block accounting");
-	check_data_accounting(&chk);
+	check_leaks(&chk, false);
 	check_note(&chk, "%llu data blocks referenced by files, %llu free, of %llu",
 	           (unsigned long long)cbm_weight(chk.data_used),
 	           (unsigned long long)cbm_weight(chk.data_free),

@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <endian.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -534,6 +535,27 @@ enum scoutfs_dentry_type {
 	SCOUTFS_DT_SOCK,
 	SCOUTFS_DT_WHT,
 };
+
+/* the dentry type stored for an inode of this mode (its S_IFMT bits) */
+static inline u32 scoutfs_mode_dtype(u32 mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFIFO:
+		return SCOUTFS_DT_FIFO;
+	case S_IFCHR:
+		return SCOUTFS_DT_CHR;
+	case S_IFDIR:
+		return SCOUTFS_DT_DIR;
+	case S_IFBLK:
+		return SCOUTFS_DT_BLK;
+	case S_IFLNK:
+		return SCOUTFS_DT_LNK;
+	case S_IFSOCK:
+		return SCOUTFS_DT_SOCK;
+	default:
+		return SCOUTFS_DT_REG;
+	}
+}
 
 /* the value of the dirent, readdir and link backref items of one entry */
 struct scoutfs_dirent {

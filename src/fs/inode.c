@@ -107,22 +107,7 @@ void fs_inode_attr(const struct scoutfs_inode *si, u64 ino, struct fs_attr *attr
 
 u32 fs_mode_dtype(u32 mode)
 {
-	switch (mode & S_IFMT) {
-	case S_IFIFO:
-		return SCOUTFS_DT_FIFO;
-	case S_IFCHR:
-		return SCOUTFS_DT_CHR;
-	case S_IFDIR:
-		return SCOUTFS_DT_DIR;
-	case S_IFBLK:
-		return SCOUTFS_DT_BLK;
-	case S_IFLNK:
-		return SCOUTFS_DT_LNK;
-	case S_IFSOCK:
-		return SCOUTFS_DT_SOCK;
-	default:
-		return SCOUTFS_DT_REG;
-	}
+	return scoutfs_mode_dtype(mode);
 }
 
 struct lock_waiter fs_waiter(const struct fs_cred *cred)

@@ -116,6 +116,8 @@ struct item_cache {
 	bool have_roots;
 	u64 roots_gen;	    /* need_gen when the cached roots were requested */
 	_Atomic u64 need_gen;
+	/* every lock granted with a refresh_gen up to this preceded the cached roots */
+	u64 roots_lock_gen;
 };
 
 static u64 citem_bytes(const struct citem *ci)
@@ -184,18 +186,26 @@ void item_roots_changed(struct item_cache *ic)
 	atomic_fetch_add(&ic->need_gen, 1);
 }
 
-static int get_roots(struct item_cache *ic, struct scoutfs_net_roots *roots)
+/*
+ * Roots fetched before lock was granted can miss what another mount committed before giving
+ * the lock up, so a grant newer than the cached roots fetches them again.  refresh_gen grows
+ * with every grant, so one fetch covers every grant numbered up to the one it was made for.
+ */
+static int get_roots(struct item_cache *ic, const struct lock *lock,
+                     struct scoutfs_net_roots *roots)
 {
 	u64 gen;
 	int err = 0;
 
 	pthread_mutex_lock(&ic->roots_mutex);
 	gen = atomic_load(&ic->need_gen);
-	if (!ic->have_roots || ic->roots_gen != gen) {
+	if (!ic->have_roots || ic->roots_gen != gen || ic->roots_lock_gen < lock->refresh_gen) {
 		counter_inc(item_get_roots);
 		err = ic->ops->get_roots(ic->arg, &ic->roots);
 		ic->have_roots = err == 0;
 		ic->roots_gen = gen;
+		if (err == 0 && ic->roots_lock_gen < lock->refresh_gen)
+			ic->roots_lock_gen = lock->refresh_gen;
 	}
 	if (err == 0)
 		*roots = ic->roots;
@@ -483,7 +493,7 @@ static int read_range(struct item_cache *ic, struct lock *lock, const struct sco
 
 	counter_inc(item_read_range);
 	for (;;) {
-		err = get_roots(ic, &roots);
+		err = get_roots(ic, lock, &roots);
 		if (err < 0)
 			return err;
 		start = lock->start;

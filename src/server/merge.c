@@ -211,11 +211,27 @@ static int insert_status(struct server *srv)
 	return btree_insert(&txn, &srv->dirty->log_merge, &key, &stat, sizeof(stat));
 }
 
+/*
+ * A commit may rewrite every block of its mount's item tree, so a tree that a full metadata
+ * list couldn't comfortably rewrite is finalized and the mount starts a new one.  That only
+ * bites small metadata devices, whose lists are short.
+ */
+static bool tree_too_big_to_rewrite(struct server *srv, const struct scoutfs_log_trees *lt)
+{
+	u64 nr;
+
+	if (lt->item_root.height < 2)
+		return false;
+	if (btree_count_blocks(srv->bc, &lt->item_root, &nr) < 0)
+		return true;
+	return nr > server_meta_fill_target(srv->dirty) / 4;
+}
+
 static bool tree_needs_finalize(struct server *srv, const struct scoutfs_log_trees *lt)
 {
 	return lt->item_root.height > FINALIZE_HEIGHT ||
 	       (le32_to_cpu(lt->meta_avail.flags) & SCOUTFS_ALLOC_FLAG_LOW) ||
-	       atomic_load(&srv->force_merge);
+	       atomic_load(&srv->force_merge) || tree_too_big_to_rewrite(srv, lt);
 }
 
 static bool is_committed(const struct scoutfs_log_trees *lt)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "btree/btree.h"
 #include "client/client.h"
 #include "dev/dev.h"
 #include "item/item.h"
@@ -83,6 +84,9 @@ struct trans_info {
 	struct alloc alloc;
 	bool open;
 	u64 seq;
+	/* blocks in the log item tree when the transaction opened: a commit may rewrite them all */
+	u64 item_tree_blocks;
+	u8 item_tree_height;
 
 	pthread_mutex_t data_mutex;
 	struct alloc_extent cached_data;
@@ -150,6 +154,10 @@ static int open_trans(struct trans_info *ti)
 			(unsigned long long)le64_to_cpu(lt.get_trans_seq));
 		return -EIO;
 	}
+	err = btree_count_blocks(ti->bc, &lt.item_root, &ti->item_tree_blocks);
+	if (err < 0)
+		return err;
+	ti->item_tree_height = lt.item_root.height;
 	ti->lt = lt;
 	ti->inode_count_delta = 0;
 	alloc_init(&ti->alloc, ti->wri, &lt.meta_avail, &lt.meta_freed);
@@ -430,17 +438,29 @@ void trans_destroy(struct trans_info *ti)
 /* ---- holding ---- */
 
 /* would this transaction run out of something if more is added? */
-static bool needs_commit(struct trans_info *ti)
+/*
+ * A bound on the metadata blocks the commit will allocate: the blocks already dirty, every
+ * existing block of the item tree that the dirty items can reach (scattered changes rewrite
+ * a leaf each), new leaves and parents for the bytes added, and room for the list blocks and
+ * the rest of the log trees.
+ */
+static u64 commit_meta_need(struct trans_info *ti)
 {
 	u64 dirty_bytes = item_dirty_bytes(ti->ic);
-	/* a generous estimate of the blocks the commit will dirty */
-	u64 need_meta = 64 + 3 * (dirty_bytes / (SCOUTFS_BLOCK_LG_SIZE / 2)) +
-			block_writer_dirty_count(ti->wri);
+	u64 dirty_items = item_dirty_count(ti->ic);
+	u64 rewrite = min_t(u64, ti->item_tree_blocks, dirty_items * (ti->item_tree_height + 1u));
+	u64 growth = 3 * (dirty_bytes / (SCOUTFS_BLOCK_LG_SIZE / 2));
+
+	return 64 + rewrite + growth + block_writer_dirty_count(ti->wri);
+}
+
+static bool needs_commit(struct trans_info *ti)
+{
 	u64 data_free;
 
-	if (dirty_bytes >= DIRTY_BYTES_LIMIT)
+	if (item_dirty_bytes(ti->ic) >= DIRTY_BYTES_LIMIT)
 		return true;
-	if (alloc_meta_avail_nr(&ti->alloc) < need_meta &&
+	if (alloc_meta_avail_nr(&ti->alloc) < commit_meta_need(ti) &&
 	    !(le32_to_cpu(ti->lt.meta_avail.flags) & SCOUTFS_ALLOC_FLAG_LOW))
 		return true;
 	data_free = le64_to_cpu(ti->lt.data_avail.total_len) + ti->cached_data.len;

@@ -42,71 +42,16 @@
 #include "util/counters.h"
 #include "util/util.h"
 
-#define TEST_FSID  0xa11c0c8e55e5a1e0ULL
-#define DEV_BYTES  (4ULL << 30)
-#define DEV_BLOCKS (DEV_BYTES >> SCOUTFS_BLOCK_LG_SHIFT)
-#define LIST_MAX   ((u64)SCOUTFS_ALLOC_LIST_MAX_BLOCKS)
+#include "model_support.h"
 
-/* ------------------------------------------------------------------------------------ */
-/* randomness and failure reports */
-
-static u64 g_seed;
-static u64 rng_state;
-static u64 g_op;
-static bool g_long;
-
-static u64 rnd(void)
-{
-	u64 x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
-static u64 rnd_below(u64 n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static void rng_seed_test(u64 salt)
-{
-	u64 z = g_seed + salt * 0x9e3779b97f4a7c15ULL;
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
-	rng_state = z ? z : 1;
-	g_op = 0;
-	print_message("seed %llu (replay with ALLOC_TEST_SEED=%llu)\n", (unsigned long long)g_seed,
-	              (unsigned long long)g_seed);
-}
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			print_error("%s:%d: check failed: %s (seed %llu op %llu): ", __FILE__,     \
-			            __LINE__, #cond, (unsigned long long)g_seed,                   \
-			            (unsigned long long)g_op);                                     \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_RET(expr, want)                                                                      \
-	do {                                                                                       \
-		int _r = (expr);                                                                   \
-		CHECK(_r == (want), "%s returned %d, wanted %d", #expr, _r, (int)(want));          \
-	} while (0)
+#define TEST_FSID 0xa11c0c8e55e5a1e0ULL
+#define LIST_MAX  ((u64)SCOUTFS_ALLOC_LIST_MAX_BLOCKS)
+#define VAL_SALT  0x5a5a
 
 /* ------------------------------------------------------------------------------------ */
 /* device and cache */
 
 struct tdev {
-	char path[64];
 	struct dev *dev;
 	struct block_cache *bc;
 };
@@ -116,17 +61,9 @@ static struct tdev *g_td;
 static struct tdev *tdev_create(void)
 {
 	struct tdev *td = calloc(1, sizeof(*td));
-	int fd;
 
 	assert_non_null(td);
-	snprintf(td->path, sizeof(td->path), "/tmp/test_alloc.XXXXXX");
-	fd = mkstemp(td->path);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, DEV_BYTES), 0);
-	close(fd);
-	assert_int_equal(dev_open(td->path, DEV_RDWR, &td->dev), 0);
-	unlink(td->path);
-	assert_int_equal(block_cache_create(td->dev, TEST_FSID, 0, &td->bc), 0);
+	model_dev_open("test_alloc", TEST_FSID, 0, 0, &td->dev, &td->bc);
 	return td;
 }
 
@@ -134,8 +71,7 @@ static void tdev_destroy(struct tdev *td)
 {
 	if (!td)
 		return;
-	block_cache_destroy(td->bc);
-	dev_close(td->dev);
+	model_dev_close(td->dev, td->bc);
 	free(td);
 }
 
@@ -176,7 +112,7 @@ static int ta_alloc(void *arg, u64 *blkno)
 		b = ta->reusable[i];
 		ta->reusable[i] = ta->reusable[--ta->nr_reusable];
 	} else {
-		CHECK(ta->next < DEV_BLOCKS, "device full");
+		CHECK(ta->next < MODEL_DEV_BLOCKS, "device full");
 		b = ta->next++;
 	}
 	CHECK(ta->state[b] == 0, "allocating block %llu in state %u", (unsigned long long)b,
@@ -191,8 +127,8 @@ static int ta_free(void *arg, u64 blkno)
 {
 	struct talloc *ta = arg;
 
-	CHECK(blkno < DEV_BLOCKS && ta->state[blkno] == 1, "freeing block %llu in state %u",
-	      (unsigned long long)blkno, blkno < DEV_BLOCKS ? ta->state[blkno] : 255);
+	CHECK(blkno < MODEL_DEV_BLOCKS && ta->state[blkno] == 1, "freeing block %llu in state %u",
+	      (unsigned long long)blkno, blkno < MODEL_DEV_BLOCKS ? ta->state[blkno] : 255);
 	ta->state[blkno] = 2;
 	ta->pending[ta->nr_pending++] = blkno;
 	ta->nr_live--;
@@ -457,9 +393,9 @@ static void test_extent_trees(void **state)
 	memset(&et, 0, sizeof(et));
 	et.td = g_td = tdev_create();
 	assert_int_equal(block_writer_create(et.td->bc, &et.wri), 0);
-	et.ta.state = calloc(DEV_BLOCKS, 1);
-	et.ta.reusable = calloc(DEV_BLOCKS, sizeof(u64));
-	et.ta.pending = calloc(DEV_BLOCKS, sizeof(u64));
+	et.ta.state = calloc(MODEL_DEV_BLOCKS, 1);
+	et.ta.reusable = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
+	et.ta.pending = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
 	et.ta.next = SCOUTFS_META_DEV_START_BLKNO;
 	et.ba.alloc_meta = ta_alloc;
 	et.ba.free_meta = ta_free;
@@ -684,17 +620,6 @@ struct sim {
 	u64 nonempty_splices;
 };
 
-static void fill_val(u64 k, u32 ver, unsigned int len, u8 *buf)
-{
-	u64 x = (k * 0x9e3779b97f4a7c15ULL) ^ ((u64)ver << 32) ^ 0x5a5a;
-
-	for (unsigned int i = 0; i < len; i += 8) {
-		x ^= x >> 33;
-		x *= 0xff51afd7ed558ccdULL;
-		memcpy(buf + i, &x, min_t(unsigned int, 8, len - i));
-	}
-}
-
 static struct scoutfs_key ckey(u64 k)
 {
 	return key_make(SCOUTFS_FS_ZONE, k >> 4, SCOUTFS_XATTR_TYPE, k & 0xf, 0, 0);
@@ -882,7 +807,7 @@ static void verify_client_tree(struct sim *sm)
 		k = (key_first(&iref.key) << 4) | key_second(&iref.key);
 		CHECK(k < CKEYS && sm->cm[k].present, "client tree has extra key %llu",
 		      (unsigned long long)k);
-		fill_val(k, sm->cm[k].ver, sm->cm[k].len, want);
+		model_fill_val(k, sm->cm[k].ver, VAL_SALT, sm->cm[k].len, want);
 		CHECK(iref.val_len == sm->cm[k].len &&
 		              (iref.val_len == 0 || memcmp(iref.val, want, iref.val_len) == 0),
 		      "client tree value of %llu", (unsigned long long)k);
@@ -953,7 +878,7 @@ static void client_transaction(struct sim *sm, u64 nops, bool free_held)
 		} else {
 			u32 ver = (u32)rnd();
 
-			fill_val(k, ver, len, val);
+			model_fill_val(k, ver, VAL_SALT, len, val);
 			err = btree_force(&txn, &sm->cl_root, &key, val, len);
 			CHECK(err == 0, "client force err %d", err);
 			sm->cm[k].present = 1;
@@ -1229,12 +1154,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_exhaustion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transaction_allocator, setup, teardown),
 	};
-	const char *s = getenv("ALLOC_TEST_SEED");
-	const char *l = getenv("ALLOC_TEST_LONG");
 
-	g_seed = s ? strtoull(s, NULL, 0) : ((u64)time(NULL) ^ ((u64)getpid() << 32));
-	g_long = l && atoi(l) > 0;
-	if (getenv("ALLOC_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("ALLOC_TEST_FILTER"));
+	model_support_init("ALLOC");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

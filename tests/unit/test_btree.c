@@ -39,66 +39,11 @@
 #include "util/counters.h"
 #include "util/util.h"
 
-#define TEST_FSID  0x5c0f5e7e57b7ee01ULL
-#define DEV_BYTES  (4ULL << 30)
-#define DEV_BLOCKS (DEV_BYTES >> SCOUTFS_BLOCK_LG_SHIFT)
-#define MAX_VAL    SCOUTFS_BTREE_MAX_VAL_LEN
+#include "model_support.h"
 
-/* ------------------------------------------------------------------------------------ */
-/* randomness and failure reports */
-
-static u64 g_seed;
-static u64 rng_state;
-static u64 g_op;
-static bool g_long;
-
-static u64 rnd(void)
-{
-	u64 x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
-static u64 rnd_below(u64 n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static void rng_seed_test(u64 salt)
-{
-	u64 z = g_seed + salt * 0x9e3779b97f4a7c15ULL;
-
-	/* splitmix64 so that nearby seeds give unrelated sequences */
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
-	rng_state = z ? z : 1;
-	g_op = 0;
-	print_message("seed %llu (replay with BTREE_TEST_SEED=%llu)\n", (unsigned long long)g_seed,
-	              (unsigned long long)g_seed);
-}
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			print_error("%s:%d: check failed: %s (seed %llu op %llu): ", __FILE__,     \
-			            __LINE__, #cond, (unsigned long long)g_seed,                   \
-			            (unsigned long long)g_op);                                     \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_RET(expr, want)                                                                      \
-	do {                                                                                       \
-		int _r = (expr);                                                                   \
-		CHECK(_r == (want), "%s returned %d, wanted %d", #expr, _r, (int)(want));          \
-	} while (0)
+#define TEST_FSID 0x5c0f5e7e57b7ee01ULL
+#define MAX_VAL   SCOUTFS_BTREE_MAX_VAL_LEN
+#define VAL_SALT  0xabcdef
 
 /* ------------------------------------------------------------------------------------ */
 /* the test block allocator */
@@ -140,13 +85,13 @@ static int ta_alloc(void *arg, u64 *blkno)
 
 	if (ta->fail_per_mille && rnd_below(1000) < ta->fail_per_mille)
 		return -ENOSPC;
-	if (ta->reuse && ta->nr_reusable && (ta->next >= DEV_BLOCKS || rnd_below(4))) {
+	if (ta->reuse && ta->nr_reusable && (ta->next >= MODEL_DEV_BLOCKS || rnd_below(4))) {
 		size_t i = rnd_below(ta->nr_reusable);
 
 		b = ta->reusable[i];
 		ta->reusable[i] = ta->reusable[--ta->nr_reusable];
 	} else {
-		CHECK(ta->next < DEV_BLOCKS, "test device full");
+		CHECK(ta->next < MODEL_DEV_BLOCKS, "test device full");
 		b = ta->next++;
 	}
 	CHECK(ta->state[b] == BS_NEVER || ta->state[b] == BS_REUSABLE,
@@ -164,8 +109,8 @@ static int ta_free(void *arg, u64 blkno)
 {
 	struct talloc *ta = arg;
 
-	CHECK(blkno >= SCOUTFS_META_DEV_START_BLKNO && blkno < DEV_BLOCKS, "freeing bad blkno %llu",
-	      (unsigned long long)blkno);
+	CHECK(blkno >= SCOUTFS_META_DEV_START_BLKNO && blkno < MODEL_DEV_BLOCKS,
+	      "freeing bad blkno %llu", (unsigned long long)blkno);
 	CHECK(ta->state[blkno] == BS_LIVE, "freeing block %llu in state %u (double free?)",
 	      (unsigned long long)blkno, ta->state[blkno]);
 	ta->state[blkno] = BS_PENDING;
@@ -180,12 +125,12 @@ static int ta_free(void *arg, u64 blkno)
 static void ta_init(struct talloc *ta, bool reuse)
 {
 	memset(ta, 0, sizeof(*ta));
-	ta->state = calloc(DEV_BLOCKS, 1);
-	ta->protect = calloc(DEV_BLOCKS, 1);
-	ta->reusable = calloc(DEV_BLOCKS, sizeof(u64));
-	ta->pending = calloc(DEV_BLOCKS, sizeof(u64));
-	ta->deferred = calloc(DEV_BLOCKS, sizeof(u64));
-	ta->rec = calloc(DEV_BLOCKS, sizeof(u64));
+	ta->state = calloc(MODEL_DEV_BLOCKS, 1);
+	ta->protect = calloc(MODEL_DEV_BLOCKS, 1);
+	ta->reusable = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
+	ta->pending = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
+	ta->deferred = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
+	ta->rec = calloc(MODEL_DEV_BLOCKS, sizeof(u64));
 	assert_non_null(ta->state);
 	assert_non_null(ta->protect);
 	assert_non_null(ta->reusable);
@@ -247,7 +192,7 @@ static void ta_release_deferred(struct talloc *ta)
  * A permissive allocator for modifications that are expected to fail on damaged trees:
  * numbers from the top of the device, frees ignored (the transaction is forgotten).
  */
-static u64 junk_next = DEV_BLOCKS - 1;
+static u64 junk_next = MODEL_DEV_BLOCKS - 1;
 
 static int junk_alloc(void *arg, u64 *blkno)
 {
@@ -272,7 +217,6 @@ static int noop_item_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const 
 /* the device, cache and transaction */
 
 struct tctx {
-	char path[64];
 	struct dev *dev;
 	struct block_cache *bc;
 	struct block_writer *wri;
@@ -285,17 +229,9 @@ struct tctx {
 static struct tctx *ctx_create_flags(bool reuse, size_t cache_blocks, int dev_flags)
 {
 	struct tctx *t = calloc(1, sizeof(*t));
-	int fd;
 
 	assert_non_null(t);
-	snprintf(t->path, sizeof(t->path), "/tmp/test_btree.XXXXXX");
-	fd = mkstemp(t->path);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, DEV_BYTES), 0);
-	close(fd);
-	assert_int_equal(dev_open(t->path, DEV_RDWR | dev_flags, &t->dev), 0);
-	unlink(t->path);
-	assert_int_equal(block_cache_create(t->dev, TEST_FSID, cache_blocks, &t->bc), 0);
+	model_dev_open("test_btree", TEST_FSID, cache_blocks, dev_flags, &t->dev, &t->bc);
 	assert_int_equal(block_writer_create(t->bc, &t->wri), 0);
 	ta_init(&t->ta, reuse);
 	t->ba.alloc_meta = ta_alloc;
@@ -316,8 +252,7 @@ static struct tctx *ctx_create(bool reuse, size_t cache_blocks)
 static void ctx_destroy(struct tctx *t)
 {
 	block_writer_destroy(t->wri);
-	block_cache_destroy(t->bc);
-	dev_close(t->dev);
+	model_dev_close(t->dev, t->bc);
 	ta_destroy(&t->ta);
 	free(t->raw);
 	free(t);
@@ -454,17 +389,6 @@ static bool k_of_key(const struct scoutfs_key *key, u64 *k)
 	return true;
 }
 
-static void fill_val(u64 k, u32 ver, unsigned int len, u8 *buf)
-{
-	u64 x = (k * 0x9e3779b97f4a7c15ULL) ^ ((u64)ver << 32) ^ 0xabcdef;
-
-	for (unsigned int i = 0; i < len; i += 8) {
-		x ^= x >> 33;
-		x *= 0xff51afd7ed558ccdULL;
-		memcpy(buf + i, &x, min_t(unsigned int, 8, len - i));
-	}
-}
-
 /* the expected value bytes of a model entry */
 static unsigned int model_val(u64 k, const struct ment *me, u8 *buf)
 {
@@ -474,7 +398,7 @@ static unsigned int model_val(u64 k, const struct ment *me, u8 *buf)
 		memcpy(buf, &v, sizeof(v));
 		return sizeof(v);
 	}
-	fill_val(k, me->ver, me->len, buf);
+	model_fill_val(k, me->ver, VAL_SALT, me->len, buf);
 	return me->len;
 }
 
@@ -632,13 +556,14 @@ static size_t visit_tree(struct tctx *t, const struct scoutfs_btree_root *root,
 {
 	struct btree_visit_ops ops = { .block = verify_block_cb, .item = verify_item_cb };
 	struct vstate vs;
+	u64 counted;
 	int i;
 
 	memset(&vs, 0, sizeof(vs));
 	vs.m = m;
 	vs.height = root->height;
-	vs.max_blocks = DEV_BLOCKS;
-	vs.blknos = malloc(DEV_BLOCKS * sizeof(u64));
+	vs.max_blocks = MODEL_DEV_BLOCKS;
+	vs.blknos = malloc(MODEL_DEV_BLOCKS * sizeof(u64));
 	assert_non_null(vs.blknos);
 	CHECK(root->height <= SCOUTFS_BTREE_MAX_HEIGHT, "height %u", root->height);
 	if (root->height == 0)
@@ -651,6 +576,9 @@ static size_t visit_tree(struct tctx *t, const struct scoutfs_btree_root *root,
 		      (unsigned long long)vs.nr_items, (unsigned long long)m->count);
 	if (leaves)
 		*leaves = vs.leaves;
+	CHECK_RET(btree_count_blocks(t->bc, root, &counted), 0);
+	CHECK(counted == vs.nr_blocks, "count_blocks %llu, visit saw %llu",
+	      (unsigned long long)counted, (unsigned long long)vs.nr_blocks);
 	*blknos = vs.blknos;
 	return vs.nr_blocks;
 }
@@ -809,7 +737,7 @@ static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model 
 	g_op++;
 	me.ver = (u32)rnd();
 	me.len = len;
-	fill_val(k, me.ver, len, val);
+	model_fill_val(k, me.ver, VAL_SALT, len, val);
 
 	switch (op) {
 	case OP_INSERT:
@@ -859,7 +787,7 @@ static void do_op(struct tctx *t, struct scoutfs_btree_root *root, struct model 
 			unsigned int fail = t->ta.fail_per_mille;
 
 			me.len = m->e[k].len;
-			fill_val(k, me.ver, me.len, val);
+			model_fill_val(k, me.ver, VAL_SALT, me.len, val);
 			allocs = t->ta.nr_allocs;
 			t->ta.fail_per_mille = 1000;
 			err = btree_update(&t->txn, root, &key, val, me.len);
@@ -1094,7 +1022,7 @@ static void recompute_protect(struct tctx *t, struct snapshot *snaps, int nr)
 	u64 *blknos;
 	size_t n, j;
 
-	memset(t->ta.protect, 0, DEV_BLOCKS);
+	memset(t->ta.protect, 0, MODEL_DEV_BLOCKS);
 	for (int s = 0; s < nr; s++) {
 		if (!snaps[s].used)
 			continue;
@@ -1373,7 +1301,7 @@ static void test_insert_list(void **state)
 			} else {
 				me.ver = ver;
 				me.len = len;
-				fill_val(k, ver, len, li->val);
+				model_fill_val(k, ver, VAL_SALT, len, li->val);
 			}
 			model_set(&m, k, &me);
 		added:
@@ -1852,7 +1780,7 @@ static int exercise_reads(struct tctx *t, const struct scoutfs_btree_root *root,
 	{
 		struct btree_txn jtxn = { .wri = t->wri, .alloc = &junk_ba };
 
-		junk_next = DEV_BLOCKS - 1;
+		junk_next = MODEL_DEV_BLOCKS - 1;
 		err = btree_force(&jtxn, &r, key, "x", 1);
 		bad += err != 0;
 		block_writer_forget(t->wri);
@@ -2024,12 +1952,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_blocks, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_corruption, setup_ctx, teardown_ctx),
 	};
-	const char *s = getenv("BTREE_TEST_SEED");
-	const char *l = getenv("BTREE_TEST_LONG");
 
-	g_seed = s ? strtoull(s, NULL, 0) : ((u64)time(NULL) ^ ((u64)getpid() << 32));
-	g_long = l && atoi(l) > 0;
-	if (getenv("BTREE_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("BTREE_TEST_FILTER"));
+	model_support_init("BTREE");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "alloc/alloc.h"
@@ -35,6 +34,8 @@
 #include "format/key.h"
 #include "util/crc32c.h"
 #include "util/hash.h"
+
+#include "cli_support.h"
 
 static const char *scoutfs_exe;
 static char tmp_dir[PATH_MAX];
@@ -55,40 +56,21 @@ static void free_result(struct result *r)
 	free(r);
 }
 
+/* run scoutfs with the NULL-terminated arguments */
 static struct result *run(const char *arg, ...)
 {
 	struct result *r = calloc(1, sizeof(*r));
 	char out_path[PATH_MAX + 16];
-	char *argv[32];
 	struct stat st;
-	int nr = 0, status, fd;
 	ssize_t n;
 	va_list ap;
-	pid_t pid;
+	int fd;
 
 	assert_non_null(r);
-	argv[nr++] = "scoutfs";
-	va_start(ap, arg);
-	for (const char *a = arg; a && nr < 31; a = va_arg(ap, const char *))
-		argv[nr++] = (char *)a;
-	va_end(ap);
-	argv[nr] = NULL;
-
 	snprintf(out_path, sizeof(out_path), "%s/out", tmp_dir);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-			_exit(120);
-		execv(scoutfs_exe, argv);
-		_exit(121);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	r->status = WEXITSTATUS(status);
-	assert_true(r->status != 120 && r->status != 121);
+	va_start(ap, arg);
+	r->status = cli_run(scoutfs_exe, out_path, NULL, arg, ap);
+	va_end(ap);
 
 	fd = open(out_path, O_RDONLY);
 	assert_true(fd >= 0);

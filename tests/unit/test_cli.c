@@ -21,12 +21,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "control/control.h"
 #include "control/ctl_client.h"
 #include "util/util.h"
+
+#include "cli_support.h"
 
 static const char *scoutfs_exe;
 static char tmp_dir[PATH_MAX];
@@ -167,38 +168,14 @@ static struct result *run(const char *arg, ...)
 	struct result *r = calloc(1, sizeof(*r));
 	char out_path[PATH_MAX + 16];
 	char err_path[PATH_MAX + 16];
-	char *argv[32];
-	int nr = 0;
 	va_list ap;
-	int status;
-	pid_t pid;
 
 	assert_non_null(r);
-	argv[nr++] = "scoutfs";
-	va_start(ap, arg);
-	for (const char *a = arg; a && nr < 31; a = va_arg(ap, const char *))
-		argv[nr++] = (char *)a;
-	va_end(ap);
-	argv[nr] = NULL;
-
 	snprintf(out_path, sizeof(out_path), "%s/out", tmp_dir);
 	snprintf(err_path, sizeof(err_path), "%s/err", tmp_dir);
-
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-			_exit(120);
-		execv(scoutfs_exe, argv);
-		_exit(121);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	r->status = WEXITSTATUS(status);
-	assert_true(r->status != 120 && r->status != 121);
+	va_start(ap, arg);
+	r->status = cli_run(scoutfs_exe, out_path, err_path, arg, ap);
+	va_end(ap);
 	read_file(out_path, r->out, sizeof(r->out));
 	read_file(err_path, r->err, sizeof(r->err));
 	return r;

@@ -47,10 +47,11 @@
 #include "util/counters.h"
 #include "util/util.h"
 
-#define TEST_FSID  0x17e3c0ffee123456ULL
-#define DEV_BYTES  (4ULL << 30)
-#define DEV_BLOCKS (DEV_BYTES >> SCOUTFS_BLOCK_LG_SHIFT)
-#define MAX_VAL    SCOUTFS_BTREE_MAX_VAL_LEN
+#include "model_support.h"
+
+#define TEST_FSID 0x17e3c0ffee123456ULL
+#define MAX_VAL   SCOUTFS_BTREE_MAX_VAL_LEN
+#define VAL_SALT  0x17e3
 
 /* ------------------------------------------------------------------------------------ */
 /* the lock functions item.c uses */
@@ -69,61 +70,6 @@ bool lock_mode_allows_write(const struct lock *lock)
 {
 	return lock->mode == SCOUTFS_LOCK_WRITE || lock->mode == SCOUTFS_LOCK_WRITE_ONLY;
 }
-
-/* ------------------------------------------------------------------------------------ */
-/* randomness and failure reports */
-
-static u64 g_seed;
-static u64 rng_state;
-static u64 g_op;
-static bool g_long;
-
-static u64 rnd(void)
-{
-	u64 x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
-static u64 rnd_below(u64 n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static void rng_seed_test(u64 salt)
-{
-	u64 z = g_seed + salt * 0x9e3779b97f4a7c15ULL;
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
-	rng_state = z ? z : 1;
-	g_op = 0;
-	print_message("seed %llu (replay with ITEM_TEST_SEED=%llu)\n", (unsigned long long)g_seed,
-	              (unsigned long long)g_seed);
-}
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			print_error("%s:%d: check failed: %s (seed %llu op %llu): ", __FILE__,     \
-			            __LINE__, #cond, (unsigned long long)g_seed,                   \
-			            (unsigned long long)g_op);                                     \
-			print_error(__VA_ARGS__);                                                  \
-			print_error("\n");                                                         \
-			fail();                                                                    \
-		}                                                                                  \
-	} while (0)
-
-#define CHECK_RET(expr, want)                                                                      \
-	do {                                                                                       \
-		int _r = (expr);                                                                   \
-		CHECK(_r == (want), "%s returned %d, wanted %d", #expr, _r, (int)(want));          \
-	} while (0)
 
 /* ------------------------------------------------------------------------------------ */
 /* keys, values, locks */
@@ -145,17 +91,6 @@ static bool k_of_key(const struct scoutfs_key *key, u64 *k)
 		return false;
 	*k = (key_first(key) - 1000) * 16 + key_second(key);
 	return *k < NKEYS;
-}
-
-static void fill_val(u64 k, u32 ver, unsigned int len, u8 *buf)
-{
-	u64 x = (k * 0x9e3779b97f4a7c15ULL) ^ ((u64)ver << 32) ^ 0x17e3;
-
-	for (unsigned int i = 0; i < len; i += 8) {
-		x ^= x >> 33;
-		x *= 0xff51afd7ed558ccdULL;
-		memcpy(buf + i, &x, min_t(unsigned int, 8, len - i));
-	}
 }
 
 static unsigned int rnd_len(void)
@@ -195,7 +130,6 @@ static void init_lock(struct lock *lock, int i, enum scoutfs_lock_mode mode)
 /* the device and a never-reusing allocator for building trees */
 
 struct tctx {
-	char path[64];
 	struct dev *dev;
 	struct block_cache *bc;
 	struct block_writer *wri;
@@ -213,7 +147,7 @@ static int t_alloc(void *arg, u64 *blkno)
 {
 	struct tctx *t = arg;
 
-	CHECK(t->next_blkno < DEV_BLOCKS, "device full");
+	CHECK(t->next_blkno < MODEL_DEV_BLOCKS, "device full");
 	*blkno = t->next_blkno++;
 	return 0;
 }
@@ -241,17 +175,9 @@ static const struct item_cache_ops t_ops = { .get_roots = t_get_roots };
 static struct tctx *ctx_create(void)
 {
 	struct tctx *t = calloc(1, sizeof(*t));
-	int fd;
 
 	assert_non_null(t);
-	snprintf(t->path, sizeof(t->path), "/tmp/test_item.XXXXXX");
-	fd = mkstemp(t->path);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, DEV_BYTES), 0);
-	close(fd);
-	assert_int_equal(dev_open(t->path, DEV_RDWR, &t->dev), 0);
-	unlink(t->path);
-	assert_int_equal(block_cache_create(t->dev, TEST_FSID, 0, &t->bc), 0);
+	model_dev_open("test_item", TEST_FSID, 0, 0, &t->dev, &t->bc);
 	assert_int_equal(block_writer_create(t->bc, &t->wri), 0);
 	t->next_blkno = SCOUTFS_META_DEV_START_BLKNO;
 	t->ba.alloc_meta = t_alloc;
@@ -267,8 +193,7 @@ static void ctx_destroy(struct tctx *t)
 	if (!t)
 		return;
 	block_writer_destroy(t->wri);
-	block_cache_destroy(t->bc);
-	dev_close(t->dev);
+	model_dev_close(t->dev, t->bc);
 	free(t);
 }
 
@@ -339,7 +264,7 @@ static struct btree_item_list *list_item(u64 k, const struct version *v)
 	li->seq = v->seq;
 	li->flags = v->deletion ? SCOUTFS_ITEM_FLAG_DELETION : 0;
 	li->val_len = v->len;
-	fill_val(k, v->ver, v->len, li->val);
+	model_fill_val(k, v->ver, VAL_SALT, v->len, li->val);
 	return li;
 }
 
@@ -453,7 +378,7 @@ static int fr_cb(const struct scoutfs_key *key, u64 seq, u8 flags, const void *v
 	CHECK(seq == win.seq && !(flags & SCOUTFS_ITEM_FLAG_DELETION),
 	      "key %llu seq %llu flags %u, winner seq %llu", (unsigned long long)k,
 	      (unsigned long long)seq, flags, (unsigned long long)win.seq);
-	fill_val(k, win.ver, win.len, want);
+	model_fill_val(k, win.ver, VAL_SALT, win.len, want);
 	CHECK(val_len == win.len && (val_len == 0 || memcmp(val, want, val_len) == 0),
 	      "key %llu value is not the winner's", (unsigned long long)k);
 	fs->ks[fs->nr++] = k;
@@ -662,7 +587,7 @@ static void check_lookup(struct itest *it, struct item_cache *ic, struct lock *l
 		      (unsigned long long)k, ret);
 		return;
 	}
-	fill_val(k, ks->ver, ks->len, want);
+	model_fill_val(k, ks->ver, VAL_SALT, ks->len, want);
 	CHECK(ret == ks->len, "lookup %llu returned %d, model len %u", (unsigned long long)k, ret,
 	      ks->len);
 	CHECK(memcmp(val, want, ks->len) == 0, "lookup %llu value differs", (unsigned long long)k);
@@ -722,7 +647,7 @@ static void check_next_prev(struct itest *it, struct item_cache *ic, struct lock
 	CHECK(k_of_key(&key, &got) && got == m, "%s %llu found %llu want %llu",
 	      next ? "next" : "prev", (unsigned long long)k, (unsigned long long)got,
 	      (unsigned long long)m);
-	fill_val(m, it->ks[m].ver, it->ks[m].len, want);
+	model_fill_val(m, it->ks[m].ver, VAL_SALT, it->ks[m].len, want);
 	CHECK(ret == it->ks[m].len && memcmp(val, want, ret) == 0, "%s value of %llu",
 	      next ? "next" : "prev", (unsigned long long)m);
 }
@@ -752,7 +677,7 @@ static void item_op(struct itest *it, u64 k)
 	int ret;
 
 	g_op++;
-	fill_val(k, ver, len, val);
+	model_fill_val(k, ver, VAL_SALT, len, val);
 	if (wo || r >= 90) {
 		/* blind writes */
 		if (rnd_below(2)) {
@@ -841,7 +766,7 @@ static int lt_item_cb(void *arg, const struct scoutfs_key *key, u64 seq, u8 flag
 		      flags, val_len);
 		lc->it->deletion_items++;
 	} else {
-		fill_val(k, ks->ver, ks->len, want);
+		model_fill_val(k, ks->ver, VAL_SALT, ks->len, want);
 		CHECK(flags == 0 && val_len == ks->len &&
 		              (val_len == 0 || memcmp(val, want, val_len) == 0),
 		      "key %llu log item differs", (unsigned long long)k);
@@ -973,7 +898,7 @@ static void verify_committed(struct itest *it)
 			CHECK(ret >= 0 && k_of_key(&key, &got) && got == k,
 			      "fresh cache next returned %d at %llu want %llu", ret,
 			      (unsigned long long)got, (unsigned long long)k);
-			fill_val(k, it->ks[k].c_ver, it->ks[k].c_len, want);
+			model_fill_val(k, it->ks[k].c_ver, VAL_SALT, it->ks[k].c_len, want);
 			CHECK(ret == it->ks[k].c_len && memcmp(val, want, ret) == 0,
 			      "fresh cache value of %llu", (unsigned long long)k);
 			k++;
@@ -1306,12 +1231,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_item_write_only_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_item_cache, setup, teardown),
 	};
-	const char *s = getenv("ITEM_TEST_SEED");
-	const char *l = getenv("ITEM_TEST_LONG");
 
-	g_seed = s ? strtoull(s, NULL, 0) : ((u64)time(NULL) ^ ((u64)getpid() << 32));
-	g_long = l && atoi(l) > 0;
-	if (getenv("ITEM_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("ITEM_TEST_FILTER"));
+	model_support_init("ITEM");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
