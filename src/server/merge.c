@@ -471,7 +471,8 @@ static int merge_window(struct server *srv, struct inputs *in, struct scoutfs_ke
 		bil->seq = mi->seq;
 		bil->flags = mi->flags & ~SCOUTFS_ITEM_FLAG_DELETION;
 		bil->val_len = mi->val_len;
-		memcpy(bil->val, mi->val, mi->val_len);
+		if (mi->val_len)
+			memcpy(bil->val, mi->val, mi->val_len);
 		*tail = bil;
 		tail = &bil->next;
 		counter_inc(log_merge_items);

@@ -21,12 +21,25 @@ def fs_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def assert_no_sanitizer_reports(f):
+    """A sanitized daemon that hit a memory error, leak or undefined behaviour fails the test."""
+    for m in f.mounts:
+        log = m.log()
+        for mark in SANITIZER_MARKS:
+            i = log.find(mark)
+            assert i < 0, f"mount {m.index} daemon log reports a sanitizer error:\n{log[i:i + 6000]}"
+
+
 @pytest.fixture
 def fs(fs_dir):
     f = ScoutFS(fs_dir)
     f.mkfs()
     yield f
     f.cleanup()
+    assert_no_sanitizer_reports(f)
 
 
 @pytest.fixture
