@@ -2,9 +2,11 @@
 harness.py: a scoutfs filesystem made of sparse files, mounted through the real mount
 helpers, with helpers to crash, fence and check it.
 
-Tests run as root against the installed commands (mount -t scoutfs needs /sbin/mount.scoutfs;
-scripts/test.sh installs the build first).  SCOUTFS_BIN_DIR may point at a build's binaries
-for the scoutfs command itself.
+Tests run as root.  By default they use the installed commands (`mount -t scoutfs` runs
+/sbin/mount.scoutfs; scripts/test.sh installs the build first).  With SCOUTFS_BIN_DIR set to a
+build directory they use that build's programs instead, without installing anything: its
+mount.scoutfs and umount.fuse.scoutfs are run directly (as mount(8) and umount(8) would) and
+its scoutfsd is the daemon, so several checkouts can be tested side by side.
 """
 import os
 import random
@@ -22,14 +24,36 @@ LOG_DIR = os.environ.get("SCOUTFS_LOG_DIR", "/var/log/scoutfs")
 def tool(name):
     """Path of a scoutfs program: from SCOUTFS_BIN_DIR if set, else the installed one."""
     if BIN:
-        for sub in ("src/cli", "src/daemon", ""):
+        for sub in ("src/cli", "src/daemon", "scripts", ""):
             p = os.path.join(BIN, sub, name)
             if os.path.exists(p):
                 return p
+    scripts = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts")
+    if BIN and os.path.exists(os.path.join(scripts, name)):
+        return os.path.realpath(os.path.join(scripts, name))
     found = shutil.which(name, path="/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/sbin")
     if not found:
         raise RuntimeError(f"{name} is not installed (run scripts/test.sh)")
     return found
+
+
+def scoutfs_cmd(*args):
+    """argv of the scoutfs command with args."""
+    return [tool("scoutfs")] + [str(a) for a in args]
+
+
+def mount_argv(opts, data, mnt):
+    """argv that mounts data at mnt with opts, as `mount -t scoutfs` would."""
+    if BIN:
+        return [tool("mount.scoutfs"), data, mnt, "-o", opts]
+    return ["mount", "-t", "scoutfs", "-o", opts, data, mnt]
+
+
+def umount_argv(mnt, *flags):
+    """argv of a clean `umount mnt` (which waits for the daemon to exit)."""
+    if BIN:
+        return [tool("umount.fuse.scoutfs"), mnt, *flags]
+    return ["umount", *flags, mnt]
 
 
 def run(args, check=True, timeout=120, **kw):
@@ -123,7 +147,7 @@ class ScoutFS:
             run(["truncate", "-s", size, path])
 
     def scoutfs(self, *args, check=True, timeout=120):
-        return run([tool("scoutfs")] + [str(a) for a in args], check=check, timeout=timeout)
+        return run(scoutfs_cmd(*args), check=check, timeout=timeout)
 
     def quorum_args(self):
         args = []
@@ -146,8 +170,7 @@ class ScoutFS:
             o.append(f"quorum_slot_nr={m.slot}")
         if opts:
             o.append(opts)
-        p = run(["mount", "-t", "scoutfs", "-o", ",".join(o), self.data, m.path],
-                check=False, timeout=180)
+        p = run(mount_argv(",".join(o), self.data, m.path), check=False, timeout=180)
         if check and p.returncode != 0:
             raise AssertionError(f"mount {index} failed ({p.returncode}): {p.stderr}\n"
                                  f"daemon log:\n{m.log()[-4000:]}")
@@ -156,7 +179,7 @@ class ScoutFS:
 
     def umount(self, index=0, timeout=120):
         m = self.mounts[index]
-        run(["umount", m.path], timeout=timeout)
+        run(umount_argv(m.path), timeout=timeout)
         m.mounted = False
 
     def kill(self, index=0):
@@ -204,7 +227,7 @@ class ScoutFS:
     def cleanup(self):
         for m in reversed(self.mounts):
             if m.mounted or mountinfo_fstype(m.path) == "fuse.scoutfs":
-                p = run(["umount", m.path], check=False, timeout=60)
+                p = run(umount_argv(m.path), check=False, timeout=60)
                 if p.returncode != 0:
                     self.kill(m.index)
         self.stop_fenced()

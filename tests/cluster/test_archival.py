@@ -1,11 +1,11 @@
 """meta_seq, data_seq, data_version, and the inode indexes archive agents walk."""
 import os
 
-from harness import run
+from harness import run, scoutfs_cmd
 
 
 def scoutfs(*args):
-    return run(["scoutfs"] + [str(a) for a in args]).stdout
+    return run(scoutfs_cmd(*args)).stdout
 
 
 def stat_fields(path):
@@ -59,7 +59,7 @@ def test_seq_rules(mounted):
     p = f"{m}/f"
     with open(p, "w") as f:
         f.write("x" * 4096)
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     s0 = stat_fields(p)
     assert s0["data_version"] == "1"
     assert int(s0["data_seq"]) == int(s0["meta_seq"])
@@ -68,7 +68,7 @@ def test_seq_rules(mounted):
     # metadata only: meta_seq moves, data_seq and data_version don't
     os.chmod(p, 0o600)
     os.setxattr(p, "user.a", b"1")
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     s1 = stat_fields(p)
     assert int(s1["meta_seq"]) > int(s0["meta_seq"])
     assert s1["data_seq"] == s0["data_seq"] and s1["data_version"] == s0["data_version"]
@@ -76,7 +76,7 @@ def test_seq_rules(mounted):
     # a write moves everything
     with open(p, "r+") as f:
         f.write("y")
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     s2 = stat_fields(p)
     assert int(s2["data_seq"]) > int(s1["data_seq"])
     assert int(s2["meta_seq"]) == int(s2["data_seq"])
@@ -84,11 +84,11 @@ def test_seq_rules(mounted):
 
     # truncating to the same size: data_seq moves but data_version doesn't
     os.truncate(p, 4096)
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     s3 = stat_fields(p)
     assert int(s3["data_seq"]) > int(s2["data_seq"]) and s3["data_version"] == "2"
     os.truncate(p, 100)
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     assert stat_fields(p)["data_version"] == "3"
 
     # the indexes agree with the inode, each inode exactly once
@@ -99,7 +99,7 @@ def test_seq_rules(mounted):
 
     # deleted inodes leave the indexes
     os.unlink(p)
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     assert all(i != ino for s, i in walk(m, "meta_seq"))
     assert all(i != ino for s, i in walk(m, "data_seq"))
 
@@ -109,8 +109,8 @@ def test_walk_ranges_and_continuation(mounted):
     for i in range(300):
         open(f"{m}/f{i}", "w").close()
         if i % 50 == 0:
-            run(["scoutfs", "sync", "-p", m])
-    run(["scoutfs", "sync", "-p", m])
+            run(scoutfs_cmd("sync", "-p", m))
+    run(scoutfs_cmd("sync", "-p", m))
     rows = walk(m, "meta_seq")
     assert len(rows) == 301 and rows == sorted(rows)
     seqs = sorted({s for s, i in rows})
@@ -144,7 +144,7 @@ def test_stat_and_statfs_output(mounted):
     assert len(fields["fsid"]) == 16 and len(fields["rid"]) == 16
     assert int(fields["total_meta_blocks"]) == (2 << 30) >> 16
     assert int(fields["total_data_blocks"]) == (8 << 30) >> 12
-    p = run(["scoutfs", "stat", "/etc/hostname"], check=False)
+    p = run(scoutfs_cmd("stat", "/etc/hostname"), check=False)
     assert p.returncode != 0 and "not in a scoutfs filesystem" in p.stderr
 
 
@@ -152,7 +152,7 @@ def test_seqs_persist(mounted):
     m = mounted.mounts[0].path
     with open(f"{m}/f", "w") as f:
         f.write("z")
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     before = stat_fields(f"{m}/f")
     rows = walk(m, "meta_seq")
     mounted.umount(0)

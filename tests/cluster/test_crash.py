@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import run
+from harness import run, scoutfs_cmd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ITERS = int(os.environ.get("SCOUTFS_CRASH_ITERS", "8"))
@@ -67,11 +67,11 @@ def test_failed_commit_writes_are_retried(mounted, action):
         os.fsync(f.fileno())
     # the next few metadata writes fail or tear; the commit is retried until they pass,
     # and a transient failure is invisible to fsync
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "3", "-m", "64K", "meta", "write", action])
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "3", "-m", "64K", "meta", "write", action))
     with open(f"{m}/during", "wb") as f:
         f.write(b"d" * 100000)
         os.fsync(f.fileno())
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     with open(f"{m}/during", "rb") as f:
         assert f.read() == b"d" * 100000
     assert "transaction commit failed" in fs.mounts[0].log()
@@ -87,14 +87,14 @@ def test_failed_commit_writes_are_retried(mounted, action):
 def test_lasting_failure_reports_eio_then_recovers(mounted):
     fs = mounted
     m = fs.mounts[0].path
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "data", "flush", "fail"])
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "0", "data", "flush", "fail"))
     with open(f"{m}/f", "wb") as f:
         f.write(b"f" * 10000)
         with pytest.raises(OSError) as e:
             os.fsync(f.fileno())
         assert e.value.errno == 5
-    run(["scoutfs", "inject-fault", "-p", m, "data", "flush", "clear"])
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("inject-fault", "-p", m, "data", "flush", "clear"))
+    run(scoutfs_cmd("sync", "-p", m))
     fs.umount(0)
     fs.assert_clean()
     fs.mount(0)
@@ -109,7 +109,7 @@ def test_crash_while_commits_fail(mounted):
     with open(f"{m}/safe", "wb") as f:
         f.write(b"s" * 50000)
         os.fsync(f.fileno())
-    run(["scoutfs", "inject-fault", "-p", m, "-c", "0", "-m", "64K", "meta", "write", "tear"])
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "0", "-m", "64K", "meta", "write", "tear"))
     with open(f"{m}/lost", "wb") as f:
         f.write(b"l" * 50000)
     time.sleep(0.5)

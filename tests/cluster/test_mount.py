@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from harness import ScoutFS, mountinfo_fstype, run, tool
+from harness import ScoutFS, mount_argv, mountinfo_fstype, run, tool, umount_argv
 
 
 def digest(path, length=1 << 20):
@@ -17,9 +17,9 @@ def digest(path, length=1 << 20):
 def try_mount(fs, opts, data=None, mnt=None):
     mnt = mnt or os.path.join(fs.dir, "mnt-try")
     os.makedirs(mnt, exist_ok=True)
-    p = run(["mount", "-t", "scoutfs", "-o", opts, data or fs.data, mnt], check=False, timeout=60)
+    p = run(mount_argv(opts, data or fs.data, mnt), check=False, timeout=60)
     if p.returncode == 0:
-        run(["umount", mnt])
+        run(umount_argv(mnt))
     return p
 
 
@@ -106,8 +106,8 @@ def test_meta_and_data_of_different_filesystems(fs_dir):
 
 
 def test_mount_point_must_be_a_directory(fs):
-    p = run(["mount", "-t", "scoutfs", "-o", f"metadev_path={fs.meta}", fs.data,
-             os.path.join(fs.dir, "nope")], check=False)
+    p = run(mount_argv(f"metadev_path={fs.meta}", fs.data, os.path.join(fs.dir, "nope")),
+            check=False)
     assert p.returncode != 0
 
 
@@ -122,7 +122,7 @@ def test_foreground_daemon_logs_to_stderr(fs):
         time.sleep(0.05)
     assert mountinfo_fstype(mnt) == "fuse.scoutfs"
     os.mkdir(os.path.join(mnt, "d"))
-    run(["umount", mnt])
+    run(umount_argv(mnt))
     err = d.communicate(timeout=60)[1]
     assert d.returncode == 0
     assert "mounted" in err and "unmounted cleanly" in err and "said farewell" in err

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from harness import run
+from harness import run, scoutfs_cmd
 
 
 def manifest(root):
@@ -221,8 +221,8 @@ def test_unlink_frees_space(mounted):
         os.fsync(f.fileno())
     assert os.statvfs(m).f_bfree < free0 - (30 << 20) // 4096
     os.unlink(f"{m}/big")
-    run(["scoutfs", "sync", "-p", m])
-    run(["scoutfs", "sync", "-p", m])  # freed blocks return after the commit that freed them
+    run(scoutfs_cmd("sync", "-p", m))
+    run(scoutfs_cmd("sync", "-p", m))  # freed blocks return after the commit that freed them
     assert os.statvfs(m).f_bfree >= free0 - 64
 
 
@@ -234,5 +234,5 @@ def test_statfs(mounted):
     files0 = st.f_ffree
     for i in range(10):
         open(f"{m}/f{i}", "w").close()
-    run(["scoutfs", "sync", "-p", m])
+    run(scoutfs_cmd("sync", "-p", m))
     assert os.statvfs(m).f_ffree == files0 - 10
