@@ -180,6 +180,16 @@ void ctl_close(struct ctl_conn *conn)
 	}
 }
 
+int ctl_set_timeout(struct ctl_conn *conn, unsigned int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	if (setsockopt(conn->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(conn->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
 /* send everything, the descriptor riding on the first sendmsg */
 static int send_request(struct ctl_conn *conn, const struct control_hdr *hdr, const void *req,
                         size_t len, int fd)
@@ -213,6 +223,8 @@ static int send_request(struct ctl_conn *conn, const struct control_hdr *hdr, co
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return -ETIMEDOUT; /* ctl_set_timeout */
 			return errno == EPIPE ? -ECONNRESET : -errno;
 		}
 		msg.msg_control = NULL;
@@ -240,6 +252,8 @@ static int recv_exact(struct ctl_conn *conn, void *buf, size_t len)
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return -ETIMEDOUT; /* ctl_set_timeout */
 			return -errno;
 		}
 		if (ret == 0)

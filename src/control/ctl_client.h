@@ -52,6 +52,12 @@ typedef int (*ctl_reply_fn)(const void *data, size_t len, void *arg);
  * error: -EPROTO for a malformed reply, -EPROTONOSUPPORT if the daemon speaks another
  * version, -ECONNRESET if it hung up.  After a transport error the connection is unusable.
  */
+/*
+ * Give up (-ETIMEDOUT, the connection then unusable) when the daemon sends or takes nothing
+ * for ms milliseconds; for agents that must not hang on one stuck daemon.  0: wait forever.
+ */
+int ctl_set_timeout(struct ctl_conn *conn, unsigned int ms);
+
 int ctl_call(struct ctl_conn *conn, unsigned int cmd, const void *req, size_t len, int fd,
              ctl_reply_fn cb, void *arg);
 

@@ -32,6 +32,9 @@
 #include "control/control_proto.h"
 #include "control/ctl_client.h"
 
+/* how long one daemon may take to answer */
+#define CTL_TIMEOUT_MS 3000
+
 static volatile sig_atomic_t stopping;
 
 struct config {
@@ -164,9 +167,13 @@ static void service_socket(const struct config *cfg, const char *sock)
 
 	if (ctl_open_socket(sock, &conn, err, sizeof(err)) < 0)
 		return; /* a dead daemon's leftover socket */
+	/* a stuck daemon must not keep us from the servers that need us */
+	ctl_set_timeout(conn, CTL_TIMEOUT_MS);
 	ret = ctl_call(conn, CONTROL_CMD_FENCE_LIST, NULL, 0, -1, list_cb, &lc);
 	if (ret < 0) {
 		/* -ENOTCONN: that mount is not running the server */
+		if (ret == -ETIMEDOUT)
+			logmsg("%s did not answer within %u ms, skipped", sock, CTL_TIMEOUT_MS);
 		ctl_close(conn);
 		return;
 	}

@@ -119,6 +119,7 @@ static const struct client_ops mount_client_ops = {
 };
 
 static const struct fs_upcalls mount_fs_upcalls = {
+	.flush_inodes = sfuse_flush_inodes,
 	.invalidate_inodes = sfuse_invalidate_inodes,
 	.inode_in_use = sfuse_inode_in_use,
 };

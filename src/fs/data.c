@@ -216,13 +216,16 @@ ssize_t fs_read(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off
 		size_t len)
 {
 	struct lock_waiter w = fs_waiter(cred);
+	/* pages read for a file open for writing may be dirtied through a mapping */
+	enum scoutfs_lock_mode mode = cred && cred->open_for_write ? SCOUTFS_LOCK_WRITE
+								   : SCOUTFS_LOCK_READ;
 	struct scoutfs_inode si;
 	struct lock *lock;
 	u64 size, first, last;
 	char *bounce;
 	ssize_t ret;
 
-	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
+	ret = lock_inode(fs->li, ino, mode, fs_lock_flags(cred), w.interrupted ? &w : NULL, &lock);
 	if (ret < 0)
 		return ret;
 	ret = fs_inode_read(fs, lock, ino, &si);
@@ -252,7 +255,7 @@ ssize_t fs_read(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off
 		counter_add(data_read_bytes, len);
 	}
 out:
-	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
+	lock_unlock(fs->li, lock, mode);
 	return ret;
 }
 
@@ -384,7 +387,8 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 
 	if (len == 0)
 		return 0;
-	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
+	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, fs_lock_flags(cred),
+			 w.interrupted ? &w : NULL, &fi.lock);
 	if (ret < 0)
 		return ret;
 	ret = fs_inode_read(fs, fi.lock, ino, &fi.si);

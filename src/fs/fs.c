@@ -92,10 +92,20 @@ int fs_lock_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_
 		       enum scoutfs_lock_mode new_mode)
 {
 	struct fs_info *fs = arg;
+	bool downgrade = old_mode == SCOUTFS_LOCK_WRITE && new_mode == SCOUTFS_LOCK_READ;
+	bool inodes = lock->start.sk_zone == SCOUTFS_FS_ZONE && fs->up;
+	u64 first = key_first(&lock->start);
+	u64 last = key_first(&lock->end);
 	int err;
 
 	counter_inc(fs_lock_invalidate);
-	/* commit first: the next holder must read what we wrote under this lock */
+	if (old_mode == SCOUTFS_LOCK_WRITE && inodes && fs->up->flush_inodes) {
+		/* pages written through mappings become items before the commit */
+		lock_flush_begin(fs->li, lock);
+		fs->up->flush_inodes(fs->up_arg, first, last);
+		lock_flush_end(fs->li, lock);
+	}
+	/* commit: the next holder must read what we wrote under this lock */
 	if (lock_can_write(old_mode) && lock->dirty_trans_seq &&
 	    item_range_dirty(fs->ic, &lock->start, &lock->end)) {
 		counter_inc(fs_lock_invalidate_sync);
@@ -103,12 +113,10 @@ int fs_lock_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_
 		if (err < 0)
 			return err;
 	}
-	if (old_mode == SCOUTFS_LOCK_WRITE && new_mode == SCOUTFS_LOCK_READ)
-		return 0; /* a downgrade: what we cached is still true */
-
-	if (lock->start.sk_zone == SCOUTFS_FS_ZONE && fs->up && fs->up->invalidate_inodes)
-		fs->up->invalidate_inodes(fs->up_arg, key_first(&lock->start),
-					  key_first(&lock->end));
+	if (inodes && fs->up->invalidate_inodes)
+		fs->up->invalidate_inodes(fs->up_arg, first, last, downgrade);
+	if (downgrade)
+		return 0; /* what we cached is still true */
 	return item_invalidate(fs->ic, &lock->start, &lock->end);
 }
 

@@ -41,6 +41,18 @@ struct fs_cred {
 	/* a blocked lock wait asks this whether the caller gave up (FUSE interrupt) */
 	bool (*interrupted)(void *arg);
 	void *interrupted_arg;
+	/*
+	 * The request holds kernel page locks (a page-cache read or write, or writeback): it
+	 * may use a lock while the lock's invalidation flushes the kernel's pages.
+	 */
+	bool holds_pages;
+	/*
+	 * The file is open for writing on this mount, so what a read brings into the kernel's
+	 * page cache may be dirtied through a shared mapping without telling us: such reads
+	 * take the inode's lock for writing, so that those pages are flushed before another
+	 * mount can read the file.
+	 */
+	bool open_for_write;
 };
 
 /* attributes of an inode as stat(2) and the archival commands show them */
@@ -96,14 +108,27 @@ struct fs_options {
 	bool acl;
 };
 
-/* what the filesystem needs from the layer above it (the FUSE layer) */
+/*
+ * What the filesystem needs from the layer above it (the FUSE layer).  Both invalidation
+ * upcalls are made by the lock invalidation worker before a lock over inodes [first, last]
+ * is given up or downgraded.
+ */
 struct fs_upcalls {
 	/*
-	 * Drop what the kernel cached for inodes [first, last] and the directory entries in
-	 * those directories; called from the lock invalidation worker before the lock is given
-	 * up.  Must not wait for FUSE requests of those inodes.
+	 * Write back, and drop, the kernel's pages of the inodes in the range that are open for
+	 * writing (only those can hold pages dirtied through a shared mapping).  Synchronous;
+	 * made between lock_flush_begin and lock_flush_end, so the writeback can use the lock.
 	 */
-	void (*invalidate_inodes)(void *arg, u64 first, u64 last);
+	void (*flush_inodes)(void *arg, u64 first, u64 last);
+	/*
+	 * Drop what the kernel cached for the inodes in the range: their attributes and every
+	 * cached name at once, their pages soon after (without waiting for requests that may be
+	 * waiting for this very lock).  With writers_only (a WRITE to READ downgrade, after
+	 * which cached attributes and names stay true) only the pages of inodes open for
+	 * writing are dropped, so that a later write through a mapping reads them again under
+	 * a lock that can write.
+	 */
+	void (*invalidate_inodes)(void *arg, u64 first, u64 last, bool writers_only);
 	/* is the inode still referenced by the kernel (open, cached)? */
 	bool (*inode_in_use)(void *arg, u64 ino);
 };

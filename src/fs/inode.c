@@ -118,6 +118,11 @@ struct lock_waiter fs_waiter(const struct fs_cred *cred)
 	return w;
 }
 
+int fs_lock_flags(const struct fs_cred *cred)
+{
+	return cred && cred->holds_pages ? LOCK_KERNEL_PAGES : 0;
+}
+
 static bool never_interrupted(void *arg)
 {
 	return false;

@@ -7,16 +7,43 @@
  * The kernel caches attributes, directory entries and file pages for as long as we let it,
  * and we let it for a long time: cached answers cost no round trip.  What keeps them right
  * is that every cached answer is covered by a cluster lock; when the lock is given up, the
- * fs layer asks us (sfuse_invalidate_inodes) to drop what the kernel cached for the inodes
- * of the lock's range.  To do that we need to know which inodes the kernel holds and under
- * which names in which directories it cached them, so the node table records both:
- * lookup counts per inode, and a (parent, name) record for every entry we handed out.
- * Negative lookups are answered with ENOENT, which the kernel does not cache.
+ * fs layer asks us to drop what the kernel cached for the inodes of the lock's range.
  *
- * Notifications run on their own thread.  A notification issued from a request handler for
- * the same inode or directory deadlocks in the kernel, and forgetting an inode (which may
- * delete a whole file) would hold up a request thread, so both are handed to threads of
- * their own.
+ * The hard part is doing that without deadlocking against the kernel.  Requests reach us
+ * while the kernel holds its own locks for them -- a READ or WRITE holds the locks of the
+ * pages it fills or writes, a LOOKUP or CREATE holds its directory's lock -- and such a
+ * request may be waiting in the fs layer for the very cluster lock being invalidated.  A
+ * notification that needs those kernel locks would then wait for the request, which waits
+ * for the invalidation, which waits for the notification.  So the invalidation only uses
+ * notifications that take no such locks, and defers the one that does:
+ *
+ *  - attributes: notify_inval_inode(ino, -1, 0) takes no sleeping lock.  It also bumps the
+ *    kernel's attribute version, so a reply read under the lock before the invalidation but
+ *    delivered after it is not cached either.
+ *  - names: notify_inval_entry needs the directory's lock, so instead we bump the
+ *    connection's epoch (FUSE_NOTIFY_INC_EPOCH, Linux 6.16): every cached dentry, and every
+ *    lookup that started before the bump, is revalidated with a LOOKUP on its next use.
+ *    Without it (older kernels) names are cached for one second only.
+ *  - pages: dropping them waits for page locks, so a separate thread drops them right
+ *    after.  Until it has, a GETATTR of the inode waits for it, and since the kernel asks
+ *    for fresh attributes before every read() (auto_inval_data), no read() can see a page
+ *    cached under the old lock.  (A mapping that touches such a page in that window can:
+ *    the window is as long as requests that hold page locks of the file wait for a lock.)
+ *  - dirty pages: a file open for writing here may have pages dirtied through a shared
+ *    mapping, which the kernel tells us about only when it writes them back.  They must be
+ *    written back before the commit that precedes giving up a lock that could write, so
+ *    they are flushed synchronously, inside a lock flush window (lock_flush_begin) in which
+ *    requests that hold page locks may still use the lock.  For the same reason reads of a
+ *    file open for writing here take the inode's lock for writing, and files opened for
+ *    writing drop the pages cached before (no keep_cache): every page that can be dirtied
+ *    behind our back was read under a lock that can write, and is flushed before that lock
+ *    goes.
+ *
+ * To know what to drop, the node table records which inodes the kernel holds (lookup
+ * counts), under which names in which directories it cached them, and how many of their
+ * open files can write.  Negative lookups are answered with ENOENT, which the kernel does
+ * not cache.  Forgetting an inode (which may delete a whole file) is handed to a thread of
+ * its own so that it never holds up a request thread.
  */
 #define FUSE_USE_VERSION 314
 
@@ -29,6 +56,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "fs/fs.h"
 #include "fuse/fuse_ops.h"
@@ -39,12 +67,19 @@
 
 COUNTER_DEFINE(fuse_requests);
 COUNTER_DEFINE(fuse_forget);
-COUNTER_DEFINE(fuse_notify_inval_inode);
-COUNTER_DEFINE(fuse_notify_inval_entry);
+COUNTER_DEFINE(fuse_notify_attrs);
+COUNTER_DEFINE(fuse_notify_pages);
+COUNTER_DEFINE(fuse_notify_flush);
+COUNTER_DEFINE(fuse_notify_epoch);
+COUNTER_DEFINE(fuse_getattr_drop_wait);
 COUNTER_DEFINE(fuse_evict);
 
 /* kernel caches stay valid until a lock invalidation drops them */
 #define CACHE_TIMEOUT_SECS 86400.0
+/* names, when the kernel can't have them all dropped at once (no FUSE_NOTIFY_INC_EPOCH) */
+#define SHORT_ENTRY_TIMEOUT_SECS 1.0
+/* the FUSE notification code that expires every cached dentry (protocol 7.44) */
+#define SFUSE_NOTIFY_INC_EPOCH 8
 
 struct dentry_rec;
 
@@ -52,6 +87,8 @@ struct node {
 	RB_ENTRY(node) entry;
 	u64 ino;
 	u64 nlookup;
+	/* open files that can write: the kernel may hold pages dirtied through mappings */
+	u32 writers;
 	/* the names under which this inode is cached */
 	struct dentry_rec *names;
 };
@@ -63,6 +100,19 @@ struct dentry_rec {
 	struct dentry_rec *next_name; /* in the child's names list */
 	size_t len;
 	char name[];
+};
+
+/* an inode whose pages are to be dropped by the drop thread */
+struct drop_job {
+	struct drop_job *next;
+	u64 ino;
+};
+
+/* inodes with queued page drops, which their GETATTRs wait for */
+struct drop_pending {
+	RB_ENTRY(drop_pending) entry;
+	u64 ino;
+	u32 nr;
 };
 
 static int node_cmp(struct node *a, struct node *b)
@@ -83,17 +133,18 @@ static int dentry_cmp(struct dentry_rec *a, struct dentry_rec *b)
 	return a->len < b->len ? -1 : a->len > b->len ? 1 : 0;
 }
 
+static int drop_pending_cmp(struct drop_pending *a, struct drop_pending *b)
+{
+	return a->ino < b->ino ? -1 : a->ino > b->ino ? 1 : 0;
+}
+
 RB_HEAD(node_tree, node);
 RB_HEAD(dentry_tree, dentry_rec);
+RB_HEAD(drop_pending_tree, drop_pending);
 RB_GENERATE_STATIC_UNUSED(node_tree, node, entry, node_cmp)
 RB_GENERATE_STATIC_UNUSED(dentry_tree, dentry_rec, entry, dentry_cmp)
+RB_GENERATE_STATIC_UNUSED(drop_pending_tree, drop_pending, entry, drop_pending_cmp)
 
-struct inval_job {
-	struct inval_job *next;
-	u64 first;
-	u64 last;
-	bool done;
-};
 
 struct evict_job {
 	struct evict_job *next;
@@ -110,13 +161,19 @@ struct sfuse {
 	struct node_tree nodes;
 	struct dentry_tree dentries;
 
-	/* kernel notifications */
-	pthread_mutex_t inval_mutex;
-	pthread_cond_t inval_cond;
-	struct inval_job *inval_head;
-	bool inval_stop;
-	pthread_t inval_thread;
-	bool inval_running;
+	/* page drops queued by lock invalidations */
+	pthread_mutex_t drop_mutex;
+	pthread_cond_t drop_cond;
+	struct drop_job *drop_head;
+	struct drop_job **drop_tail;
+	struct drop_pending_tree drop_pending;
+	bool drop_stop;
+	pthread_t drop_thread;
+	bool drop_running;
+
+	/* the kernel takes FUSE_NOTIFY_INC_EPOCH; else names are cached briefly */
+	bool epoch_notify;
+	double entry_timeout;
 
 	/* forgotten inodes that may need deleting */
 	pthread_mutex_t evict_mutex;
@@ -273,110 +330,235 @@ bool sfuse_inode_in_use(void *arg, uint64_t ino)
 	return used;
 }
 
-/* ---- background threads ---- */
+/* how many open files of ino can write */
+static u32 node_writers(struct sfuse *sf, u64 ino)
+{
+	struct node *node;
+	u32 writers;
 
-struct name_copy {
-	u64 parent;
-	size_t len;
-	char name[SCOUTFS_NAME_LEN + 1];
+	pthread_mutex_lock(&sf->nodes_mutex);
+	node = node_find(sf, ino);
+	writers = node ? node->writers : 0;
+	pthread_mutex_unlock(&sf->nodes_mutex);
+	return writers;
+}
+
+static void node_add_writer(struct sfuse *sf, u64 ino, int delta)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&sf->nodes_mutex);
+	node = node_find(sf, ino);
+	if (node && (delta > 0 || node->writers > 0))
+		node->writers += delta;
+	pthread_mutex_unlock(&sf->nodes_mutex);
+}
+
+/* ---- dropping what the kernel cached ---- */
+
+struct ino_list {
+	u64 *inos;
+	size_t nr;
+	size_t alloc;
 };
 
-static void run_inval_job(struct sfuse *sf, struct inval_job *job)
+static int ino_list_add(struct ino_list *il, u64 ino)
 {
-	struct node search = { .ino = job->first };
-	struct dentry_rec dsearch = { .parent = job->first, .len = 0 };
-	struct name_copy *names = NULL;
-	size_t nr_names = 0, alloc_names = 0;
-	u64 *inos = NULL;
-	size_t nr_inos = 0, alloc_inos = 0;
+	u64 *inos;
+
+	if (il->nr == il->alloc) {
+		inos = realloc(il->inos, (il->alloc ? il->alloc * 2 : 64) * sizeof(*inos));
+		if (!inos)
+			return -ENOMEM;
+		il->inos = inos;
+		il->alloc = il->alloc ? il->alloc * 2 : 64;
+	}
+	il->inos[il->nr++] = ino;
+	return 0;
+}
+
+/*
+ * The inodes in [first, last] the kernel knows (only those open for writing with
+ * writers_only), and whether it cached any name in those directories or of those inodes.
+ */
+static void collect_inodes(struct sfuse *sf, u64 first, u64 last, bool writers_only,
+			   struct ino_list *il, bool *names)
+{
+	struct node search = { .ino = first };
+	struct dentry_rec dsearch = { .parent = first, .len = 0 };
 	struct dentry_rec *dr;
 	struct node *node;
 
-	/* copy what to drop, then notify without the table lock (forgets take it) */
+	*names = false;
 	pthread_mutex_lock(&sf->nodes_mutex);
-	for (node = RB_NFIND(node_tree, &sf->nodes, &search); node && node->ino <= job->last;
+	for (node = RB_NFIND(node_tree, &sf->nodes, &search); node && node->ino <= last;
 	     node = RB_NEXT(node_tree, &sf->nodes, node)) {
-		if (nr_inos == alloc_inos) {
-			alloc_inos = alloc_inos ? alloc_inos * 2 : 64;
-			inos = realloc(inos, alloc_inos * sizeof(*inos));
-			if (!inos)
-				break;
-		}
-		inos[nr_inos++] = node->ino;
+		if (writers_only && node->writers == 0)
+			continue;
+		if (node->names)
+			*names = true;
+		/* on failure the rest is dropped when the kernel forgets or asks again */
+		if (ino_list_add(il, node->ino) < 0)
+			break;
 	}
-	for (dr = RB_NFIND(dentry_tree, &sf->dentries, &dsearch); dr && dr->parent <= job->last;
-	     dr = RB_NEXT(dentry_tree, &sf->dentries, dr)) {
-		if (nr_names == alloc_names) {
-			alloc_names = alloc_names ? alloc_names * 2 : 64;
-			names = realloc(names, alloc_names * sizeof(*names));
-			if (!names)
-				break;
-		}
-		names[nr_names].parent = dr->parent;
-		names[nr_names].len = dr->len;
-		memcpy(names[nr_names].name, dr->name, dr->len);
-		names[nr_names].name[dr->len] = '\0';
-		nr_names++;
-	}
+	dr = RB_NFIND(dentry_tree, &sf->dentries, &dsearch);
+	if (dr && dr->parent <= last)
+		*names = true;
 	pthread_mutex_unlock(&sf->nodes_mutex);
-
-	for (size_t i = 0; names && i < nr_names; i++) {
-		counter_inc(fuse_notify_inval_entry);
-		fuse_lowlevel_notify_inval_entry(sf->se, names[i].parent, names[i].name,
-						 names[i].len);
-	}
-	for (size_t i = 0; inos && i < nr_inos; i++) {
-		counter_inc(fuse_notify_inval_inode);
-		fuse_lowlevel_notify_inval_inode(sf->se, inos[i], 0, 0);
-	}
-	free(names);
-	free(inos);
 }
 
-static void *inval_thread(void *arg)
+/* expire every dentry the kernel cached: it revalidates each with a LOOKUP on next use */
+static int notify_inc_epoch(struct sfuse *sf)
+{
+	struct {
+		uint32_t len;
+		int32_t error; /* the notification code */
+		uint64_t unique;
+	} oh = { sizeof(oh), SFUSE_NOTIFY_INC_EPOCH, 0 };
+	ssize_t n;
+
+	n = write(fuse_session_fd(sf->se), &oh, sizeof(oh));
+	if (n < 0)
+		return -errno;
+	return n == sizeof(oh) ? 0 : -EIO;
+}
+
+static void queue_page_drops(struct sfuse *sf, const struct ino_list *il)
+{
+	struct drop_pending search;
+	struct drop_pending *dp;
+	struct drop_job *job;
+
+	pthread_mutex_lock(&sf->drop_mutex);
+	for (size_t i = 0; i < il->nr && !sf->drop_stop; i++) {
+		job = malloc(sizeof(*job));
+		search.ino = il->inos[i];
+		dp = RB_FIND(drop_pending_tree, &sf->drop_pending, &search);
+		if (!dp && job) {
+			dp = calloc(1, sizeof(*dp));
+			if (dp) {
+				dp->ino = il->inos[i];
+				RB_INSERT(drop_pending_tree, &sf->drop_pending, dp);
+			}
+		}
+		if (!job || !dp) {
+			free(job);
+			break; /* out of memory: the pages stay until the next open drops them */
+		}
+		dp->nr++;
+		job->ino = il->inos[i];
+		job->next = NULL;
+		*sf->drop_tail = job;
+		sf->drop_tail = &job->next;
+	}
+	pthread_cond_broadcast(&sf->drop_cond);
+	pthread_mutex_unlock(&sf->drop_mutex);
+}
+
+static void drop_pages_later(struct sfuse *sf, u64 ino)
+{
+	struct ino_list il = { .inos = &ino, .nr = 1, .alloc = 1 };
+
+	queue_page_drops(sf, &il);
+}
+
+void sfuse_flush_inodes(void *arg, uint64_t first, uint64_t last)
 {
 	struct sfuse *sf = arg;
-	struct inval_job *job;
+	struct ino_list il = { 0 };
+	bool names;
 
-	thread_set_name("fuse-notify");
-	pthread_mutex_lock(&sf->inval_mutex);
-	for (;;) {
-		while (!sf->inval_head && !sf->inval_stop)
-			pthread_cond_wait(&sf->inval_cond, &sf->inval_mutex);
-		job = sf->inval_head;
-		if (!job)
-			break;
-		sf->inval_head = job->next;
-		pthread_mutex_unlock(&sf->inval_mutex);
-		if (sf->mounted)
-			run_inval_job(sf, job);
-		pthread_mutex_lock(&sf->inval_mutex);
-		job->done = true;
-		pthread_cond_broadcast(&sf->inval_cond);
+	if (!sf->mounted)
+		return;
+	collect_inodes(sf, first, last, true, &il, &names);
+	for (size_t i = 0; i < il.nr; i++) {
+		/* writes dirty pages back (through the flush window) and drops them */
+		counter_inc(fuse_notify_flush);
+		fuse_lowlevel_notify_inval_inode(sf->se, il.inos[i], 0, 0);
 	}
-	pthread_mutex_unlock(&sf->inval_mutex);
+	free(il.inos);
+}
+
+void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writers_only)
+{
+	struct sfuse *sf = arg;
+	struct ino_list il = { 0 };
+	bool names;
+
+	if (!sf->mounted)
+		return;
+	collect_inodes(sf, first, last, writers_only, &il, &names);
+	if (!writers_only) {
+		for (size_t i = 0; i < il.nr; i++) {
+			counter_inc(fuse_notify_attrs);
+			fuse_lowlevel_notify_inval_inode(sf->se, il.inos[i], -1, 0);
+		}
+		if (names && sf->epoch_notify) {
+			counter_inc(fuse_notify_epoch);
+			notify_inc_epoch(sf);
+		}
+	}
+	queue_page_drops(sf, &il);
+	free(il.inos);
+}
+
+/* a GETATTR is answered only once the inode's queued page drops are done */
+static void wait_for_page_drops(struct sfuse *sf, u64 ino)
+{
+	struct drop_pending search = { .ino = ino };
+	bool waited = false;
+
+	pthread_mutex_lock(&sf->drop_mutex);
+	while (!sf->drop_stop && RB_FIND(drop_pending_tree, &sf->drop_pending, &search)) {
+		waited = true;
+		pthread_cond_wait(&sf->drop_cond, &sf->drop_mutex);
+	}
+	pthread_mutex_unlock(&sf->drop_mutex);
+	if (waited)
+		counter_inc(fuse_getattr_drop_wait);
+}
+
+static void *drop_thread(void *arg)
+{
+	struct sfuse *sf = arg;
+	struct drop_pending search;
+	struct drop_pending *dp;
+	struct drop_job *job;
+
+	thread_set_name("fuse-drop");
+	pthread_mutex_lock(&sf->drop_mutex);
+	for (;;) {
+		while (!sf->drop_head && !sf->drop_stop)
+			pthread_cond_wait(&sf->drop_cond, &sf->drop_mutex);
+		job = sf->drop_head;
+		if (!job || sf->drop_stop)
+			break;
+		sf->drop_head = job->next;
+		if (!sf->drop_head)
+			sf->drop_tail = &sf->drop_head;
+		pthread_mutex_unlock(&sf->drop_mutex);
+
+		/* may wait for page locks of requests that wait for a lock: never on the worker */
+		if (sf->mounted) {
+			counter_inc(fuse_notify_pages);
+			fuse_lowlevel_notify_inval_inode(sf->se, job->ino, 0, 0);
+		}
+
+		pthread_mutex_lock(&sf->drop_mutex);
+		search.ino = job->ino;
+		dp = RB_FIND(drop_pending_tree, &sf->drop_pending, &search);
+		if (dp && --dp->nr == 0) {
+			RB_REMOVE(drop_pending_tree, &sf->drop_pending, dp);
+			free(dp);
+		}
+		free(job);
+		pthread_cond_broadcast(&sf->drop_cond);
+	}
+	pthread_mutex_unlock(&sf->drop_mutex);
 	return NULL;
 }
 
-void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last)
-{
-	struct sfuse *sf = arg;
-	struct inval_job job = { .first = first, .last = last };
-	struct inval_job **pos;
-
-	pthread_mutex_lock(&sf->inval_mutex);
-	if (sf->inval_stop) {
-		pthread_mutex_unlock(&sf->inval_mutex);
-		return;
-	}
-	for (pos = &sf->inval_head; *pos; pos = &(*pos)->next)
-		;
-	*pos = &job;
-	pthread_cond_broadcast(&sf->inval_cond);
-	while (!job.done)
-		pthread_cond_wait(&sf->inval_cond, &sf->inval_mutex);
-	pthread_mutex_unlock(&sf->inval_mutex);
-}
+/* ---- forgotten inodes ---- */
 
 static void *evict_thread(void *arg)
 {
@@ -459,7 +641,7 @@ static void reply_entry(fuse_req_t req, struct sfuse *sf, u64 parent, const char
 	e.generation = 1;
 	attr_to_stat(attr, &e.attr);
 	e.attr_timeout = CACHE_TIMEOUT_SECS;
-	e.entry_timeout = CACHE_TIMEOUT_SECS;
+	e.entry_timeout = sf->entry_timeout;
 	node_looked_up(sf, attr->ino, parent, name, name ? strlen(name) : 0);
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(sf, attr->ino, 1); /* the kernel never got it (interrupted) */
@@ -520,6 +702,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int err;
 
+	/* the kernel asks before it reads: pages cached under an older lock must be gone */
+	wait_for_page_drops(sf, ino);
 	err = fs_getattr(sf->fs, &cred, ino, &attr);
 	if (err < 0) {
 		reply_err(req, err);
@@ -713,13 +897,44 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	reply_err(req, err);
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static bool open_can_write(const struct fuse_file_info *fi)
 {
-	req_sf(req);
-	fi->keep_cache = 1;
+	return (fi->flags & O_ACCMODE) != O_RDONLY;
+}
+
+/*
+ * An open file that can write may dirty pages through a shared mapping, so the pages cached
+ * before it was opened (under a lock that could only read) are dropped, and reads from now
+ * on take the lock for writing (see the top of this file).
+ */
+static void set_open_flags(struct sfuse *sf, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (open_can_write(fi)) {
+		node_add_writer(sf, ino, 1);
+		fi->keep_cache = 0;
+	} else {
+		fi->keep_cache = 1;
+	}
 	if (fi->flags & O_DIRECT)
 		fi->direct_io = 1;
-	fuse_reply_open(req, fi);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sfuse *sf = req_sf(req);
+
+	set_open_flags(sf, ino, fi);
+	if (fuse_reply_open(req, fi) != 0 && open_can_write(fi))
+		node_add_writer(sf, ino, -1); /* interrupted: no release will come */
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sfuse *sf = req_sf(req);
+
+	if (open_can_write(fi))
+		node_add_writer(sf, ino, -1);
+	reply_err(req, 0);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -742,13 +957,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	e.generation = 1;
 	attr_to_stat(&attr, &e.attr);
 	e.attr_timeout = CACHE_TIMEOUT_SECS;
-	e.entry_timeout = CACHE_TIMEOUT_SECS;
-	fi->keep_cache = 1;
-	if (fi->flags & O_DIRECT)
-		fi->direct_io = 1;
+	e.entry_timeout = sf->entry_timeout;
 	node_looked_up(sf, attr.ino, parent, name, strlen(name));
-	if (fuse_reply_create(req, &e, fi) != 0)
+	set_open_flags(sf, attr.ino, fi);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		if (open_can_write(fi))
+			node_add_writer(sf, attr.ino, -1);
 		node_forget(sf, attr.ino, 1);
+	}
 }
 
 static struct thread_buf read_tb = THREAD_BUF_INIT(false);
@@ -765,6 +981,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_err(req, ENOMEM);
 		return;
 	}
+	/* the kernel holds the locks of the pages this read fills */
+	cred.holds_pages = true;
+	cred.open_for_write = node_writers(sf, ino) > 0;
 	ret = fs_read(sf->fs, &cred, ino, (u64)off, read_buf, size);
 	if (ret < 0)
 		reply_err(req, (int)ret);
@@ -777,13 +996,24 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	/*
+	 * The kernel placed an appending write at its cached size, which another mount may
+	 * have grown since: the end of the file is decided here, under the inode's lock.
+	 */
+	bool append = (fi->flags & O_APPEND) && !fi->writepage;
 	ssize_t ret;
 
-	ret = fs_write(sf->fs, &cred, ino, (u64)off, false, buf, size);
-	if (ret < 0)
+	/* the kernel holds the pages written (or, for writeback, waits on them) */
+	cred.holds_pages = true;
+	ret = fs_write(sf->fs, &cred, ino, (u64)off, append, buf, size);
+	if (ret < 0) {
 		reply_err(req, (int)ret);
-	else
-		fuse_reply_write(req, (size_t)ret);
+		return;
+	}
+	fuse_reply_write(req, (size_t)ret);
+	/* ... so the pages it wrote may sit at the wrong offset: drop them once it's done */
+	if (append)
+		drop_pages_later(sf, ino);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -958,6 +1188,7 @@ static const struct fuse_lowlevel_ops sfuse_ops = {
 	.rmdir = op_rmdir,
 	.rename = op_rename,
 	.open = op_open,
+	.release = op_release,
 	.create = op_create,
 	.read = op_read,
 	.write = op_write,
@@ -985,8 +1216,11 @@ int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret)
 	sf->cfg = *cfg;
 	sf->fs = cfg->fs;
 	pthread_mutex_init(&sf->nodes_mutex, NULL);
-	pthread_mutex_init(&sf->inval_mutex, NULL);
-	pthread_cond_init(&sf->inval_cond, NULL);
+	pthread_mutex_init(&sf->drop_mutex, NULL);
+	pthread_cond_init(&sf->drop_cond, NULL);
+	sf->drop_tail = &sf->drop_head;
+	RB_INIT(&sf->drop_pending);
+	sf->entry_timeout = CACHE_TIMEOUT_SECS;
 	pthread_mutex_init(&sf->evict_mutex, NULL);
 	pthread_cond_init(&sf->evict_cond, NULL);
 	sf->evict_tail = &sf->evict_head;
@@ -1023,11 +1257,11 @@ int sfuse_mount(struct sfuse *sf)
 		err = -EINVAL;
 		goto out;
 	}
-	if (pthread_create(&sf->inval_thread, NULL, inval_thread, sf) == 0)
-		sf->inval_running = true;
+	if (pthread_create(&sf->drop_thread, NULL, drop_thread, sf) == 0)
+		sf->drop_running = true;
 	if (pthread_create(&sf->evict_thread, NULL, evict_thread, sf) == 0)
 		sf->evict_running = true;
-	if (!sf->inval_running || !sf->evict_running) {
+	if (!sf->drop_running || !sf->evict_running) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -1037,6 +1271,16 @@ int sfuse_mount(struct sfuse *sf)
 		goto out;
 	}
 	sf->mounted = true;
+	/* a first epoch bump expires nothing yet and tells whether the kernel has it */
+	err = notify_inc_epoch(sf);
+	sf->epoch_notify = err == 0;
+	if (err < 0) {
+		sf->entry_timeout = SHORT_ENTRY_TIMEOUT_SECS;
+		log_warn("the kernel cannot expire cached names on request (FUSE_NOTIFY_INC_EPOCH: "
+			 "%s): names are cached for %.0f s, so another mount's rename or unlink "
+			 "can go unseen for that long",
+			 strerror(-err), SHORT_ENTRY_TIMEOUT_SECS);
+	}
 	err = 0;
 out:
 	fuse_opt_free_args(&args);
@@ -1065,17 +1309,28 @@ void sfuse_exit(struct sfuse *sf)
 
 void sfuse_destroy(struct sfuse *sf)
 {
+	struct drop_pending *dp, *dptmp;
 	struct dentry_rec *dr, *dtmp;
 	struct node *node, *ntmp;
+	struct drop_job *job;
 
 	if (!sf)
 		return;
-	if (sf->inval_running) {
-		pthread_mutex_lock(&sf->inval_mutex);
-		sf->inval_stop = true;
-		pthread_cond_broadcast(&sf->inval_cond);
-		pthread_mutex_unlock(&sf->inval_mutex);
-		pthread_join(sf->inval_thread, NULL);
+	if (sf->drop_running) {
+		pthread_mutex_lock(&sf->drop_mutex);
+		sf->drop_stop = true;
+		pthread_cond_broadcast(&sf->drop_cond);
+		pthread_mutex_unlock(&sf->drop_mutex);
+		pthread_join(sf->drop_thread, NULL);
+	}
+	while ((job = sf->drop_head)) {
+		sf->drop_head = job->next;
+		free(job);
+	}
+	RB_FOREACH_SAFE(dp, drop_pending_tree, &sf->drop_pending, dptmp)
+	{
+		RB_REMOVE(drop_pending_tree, &sf->drop_pending, dp);
+		free(dp);
 	}
 	if (sf->evict_running) {
 		pthread_mutex_lock(&sf->evict_mutex);

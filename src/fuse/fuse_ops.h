@@ -2,10 +2,11 @@
  * fuse_ops.h: the FUSE layer -- the kernel's requests mapped onto the fs layer.
  *
  * Owns: the libfuse low-level session of the mount, the table of inodes the kernel knows
- * (lookup counts, and the names under which it cached them), and dropping what the kernel
- * cached when a cluster lock is given up.  Kernel notifications go through one dedicated
- * thread, never from a request handler: a notification from a handler of the same inode or
- * directory deadlocks in the kernel.
+ * (lookup counts, the names under which it cached them, open files that can write), and
+ * dropping what the kernel cached when a cluster lock is given up.  Kernel notifications are
+ * never made from a request handler (one for the same inode or directory deadlocks in the
+ * kernel), and the lock invalidation worker only makes those that take no kernel lock a
+ * request may hold; page drops run on a thread of their own (see fuse_ops.c).
  *
  * Inode numbers are FUSE node ids (the root is 1 in both).  The mount uses
  * default_permissions, so the kernel checks permissions from the attributes we return.
@@ -38,7 +39,8 @@ void sfuse_exit(struct sfuse *sf);
 void sfuse_destroy(struct sfuse *sf);
 
 /* the fs layer's upcalls (see fs.h) */
-void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last);
+void sfuse_flush_inodes(void *arg, uint64_t first, uint64_t last);
+void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writers_only);
 bool sfuse_inode_in_use(void *arg, uint64_t ino);
 
 #endif

@@ -31,6 +31,13 @@
  *    pops the request.  Anything that arrived meanwhile is still queued and the worker loops
  *    over the lock again.  An invalidation for a lock we do not have is answered at once.
  *
+ *  - The callback may have to flush the kernel's dirty pages (written through mmap) into
+ *    items before it commits.  The kernel writes them back through requests that need the
+ *    very lock being given up, and a request already holding page locks may be waiting for
+ *    it too; the flush waits for those pages.  So between lock_flush_begin and
+ *    lock_flush_end, callers that hold kernel pages (LOCK_KERNEL_PAGES) may still use the
+ *    old mode, and lock_flush_end waits for them before the callback commits.
+ *
  *  - While an invalidation waits for users to drain, new users whose mode the target would
  *    not satisfy wait too, so a steady stream of local users cannot starve the rest of the
  *    cluster.  A thread that already holds the lock is let through: upper layers may take the
@@ -103,6 +110,7 @@ COUNTER_DEFINE(lock_shrink_aborted);
 COUNTER_DEFINE(lock_recover_request);
 COUNTER_DEFINE(lock_new_server);
 COUNTER_DEFINE(lock_nested_user);
+COUNTER_DEFINE(lock_flush_user);
 
 /*
  * A task waiting in lock_key_range.  A grant that satisfies its mode entitles it: the grant
@@ -151,6 +159,8 @@ struct lock_private {
 	bool on_lru;
 	bool inv_listed;
 	bool inv_running;
+	/* the running invalidation flushes kernel pages: page holders may use the old mode */
+	bool flushing;
 };
 
 static int lock_private_cmp(const struct lock_private *a, const struct lock_private *b)
@@ -654,7 +664,8 @@ int lock_key_range(struct lock_info *li, enum scoutfs_lock_mode mode, int flags,
 	if (!ret_lock)
 		return -EINVAL;
 	*ret_lock = NULL;
-	if (!li || !start || !end || !user_mode_valid(mode) || (flags & ~LOCK_NONBLOCK) ||
+	if (!li || !start || !end || !user_mode_valid(mode) ||
+	    (flags & ~(LOCK_NONBLOCK | LOCK_KERNEL_PAGES)) ||
 	    key_compare(start, end) > 0)
 		return -EINVAL;
 
@@ -680,6 +691,14 @@ int lock_key_range(struct lock_info *li, enum scoutfs_lock_mode mode, int flags,
 		if (li->shutdown) {
 			counter_inc(lock_shutdown_error);
 			ret = -ESHUTDOWN;
+			break;
+		}
+
+		if ((flags & LOCK_KERNEL_PAGES) && lp->flushing &&
+		    mode_satisfies(lp->lock.invalidating_mode, mode)) {
+			counter_inc(lock_flush_user);
+			lp->users[mode]++;
+			ret = 0;
 			break;
 		}
 
@@ -780,7 +799,35 @@ void lock_unlock(struct lock_info *li, struct lock *lock, enum scoutfs_lock_mode
 	/* an invalidation may have been waiting for this user to drain */
 	if (!STAILQ_EMPTY(&lp->inv_fifo))
 		kick_invalidation(li);
+	/* ... or a flush, for the users it let in */
+	if (lp->inv_running)
+		pthread_cond_broadcast(&lp->cond);
 	lock_put(li, lp);
+	pthread_mutex_unlock(&li->mutex);
+}
+
+void lock_flush_begin(struct lock_info *li, struct lock *lock)
+{
+	struct lock_private *lp = lock->priv;
+
+	pthread_mutex_lock(&li->mutex);
+	lp->flushing = true;
+	__atomic_store_n(&lock->flush_mode, lock->invalidating_mode, __ATOMIC_RELEASE);
+	/* page holders already waiting may go now */
+	pthread_cond_broadcast(&lp->cond);
+	pthread_mutex_unlock(&li->mutex);
+}
+
+void lock_flush_end(struct lock_info *li, struct lock *lock)
+{
+	struct lock_private *lp = lock->priv;
+
+	pthread_mutex_lock(&li->mutex);
+	lp->flushing = false;
+	/* before the flush only users the target allows were left (users_fit) */
+	while (!users_fit(lp, lp->lock.mode))
+		pthread_cond_wait(&lp->cond, &li->mutex);
+	__atomic_store_n(&lock->flush_mode, SCOUTFS_LOCK_NULL, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&li->mutex);
 }
 
@@ -789,14 +836,17 @@ bool lock_covers(const struct lock *lock, const struct scoutfs_key *key)
 	return lock && key_in_range(key, &lock->start, &lock->end);
 }
 
+/* a flush lets page holders use the old mode (flush_mode) while mode is the target */
 bool lock_mode_allows_read(const struct lock *lock)
 {
-	return lock && lock_can_read(__atomic_load_n(&lock->mode, __ATOMIC_ACQUIRE));
+	return lock && (lock_can_read(__atomic_load_n(&lock->mode, __ATOMIC_ACQUIRE)) ||
+			lock_can_read(__atomic_load_n(&lock->flush_mode, __ATOMIC_ACQUIRE)));
 }
 
 bool lock_mode_allows_write(const struct lock *lock)
 {
-	return lock && lock_can_write(__atomic_load_n(&lock->mode, __ATOMIC_ACQUIRE));
+	return lock && (lock_can_write(__atomic_load_n(&lock->mode, __ATOMIC_ACQUIRE)) ||
+			lock_can_write(__atomic_load_n(&lock->flush_mode, __ATOMIC_ACQUIRE)));
 }
 
 /* ---- messages from the server ---- */
@@ -1238,13 +1288,14 @@ int lock_describe(struct lock_info *li, char *buf, unsigned int len)
 			nr_inv++;
 		n = snprintf(line, sizeof(line),
 		             "%s mode %s inv_mode %s users %u %u %u waiters %u %u %u request %d "
-		             "invalidate %u refresh_gen %llu write_seq %llu\n",
+		             "invalidate %u%s refresh_gen %llu write_seq %llu\n",
 		             key_str(&lp->lock.start, kbuf), mode_name(lp->lock.mode),
 		             mode_name(lp->lock.invalidating_mode), lp->users[SCOUTFS_LOCK_READ],
 		             lp->users[SCOUTFS_LOCK_WRITE], lp->users[SCOUTFS_LOCK_WRITE_ONLY],
 		             lp->waiters[SCOUTFS_LOCK_READ], lp->waiters[SCOUTFS_LOCK_WRITE],
 		             lp->waiters[SCOUTFS_LOCK_WRITE_ONLY], lp->request_pending ? 1 : 0,
-		             nr_inv, (unsigned long long)lp->lock.refresh_gen,
+		             nr_inv, lp->flushing ? " flushing" : "",
+		             (unsigned long long)lp->lock.refresh_gen,
 		             (unsigned long long)lp->lock.write_seq);
 		/* whole lines only */
 		if (n < 0 || off + (unsigned int)n >= len)

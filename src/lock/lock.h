@@ -40,6 +40,8 @@ struct lock {
 	enum scoutfs_lock_mode mode;
 	/* the previously granted mode while an invalidation runs, else NULL */
 	enum scoutfs_lock_mode invalidating_mode;
+	/* while the invalidation flushes kernel pages: the mode LOCK_KERNEL_PAGES users have */
+	enum scoutfs_lock_mode flush_mode;
 	/* a fresh server seq with every WRITE/WRITE_ONLY grant: a floor for item seqs */
 	u64 write_seq;
 	/* bumped every time the lock becomes readable again: cached state from older gens is stale */
@@ -74,6 +76,13 @@ struct lock_ops {
 
 enum lock_flags {
 	LOCK_NONBLOCK = 1 << 0, /* -EAGAIN unless already granted in a mode that satisfies */
+	/*
+	 * The caller holds kernel page locks (a page-cache read or write, or the writeback of
+	 * dirty pages).  While the lock's invalidation flushes the kernel's pages (between
+	 * lock_flush_begin and lock_flush_end) such a caller may use the mode being given up:
+	 * the flush waits for its pages, so making it wait for the lock would deadlock.
+	 */
+	LOCK_KERNEL_PAGES = 1 << 1,
 };
 
 /* an optional way for a blocked lock wait to notice that its caller gave up (a signal) */
@@ -102,6 +111,14 @@ int lock_key_range(struct lock_info *li, enum scoutfs_lock_mode mode, int flags,
 		   const struct scoutfs_key *start, const struct scoutfs_key *end,
 		   const struct lock_waiter *waiter, struct lock **ret);
 void lock_unlock(struct lock_info *li, struct lock *lock, enum scoutfs_lock_mode mode);
+
+/*
+ * Bracket the invalidate callback's flush of the kernel's pages under the lock: meanwhile
+ * LOCK_KERNEL_PAGES callers may use the mode being given up, and lock_flush_end waits until
+ * they are done, so nothing they dirtied escapes the commit that follows.
+ */
+void lock_flush_begin(struct lock_info *li, struct lock *lock);
+void lock_flush_end(struct lock_info *li, struct lock *lock);
 
 /* does the lock's currently usable mode allow reading / writing items in its range? */
 bool lock_can_read(enum scoutfs_lock_mode mode);

@@ -322,14 +322,14 @@ static int fill_client_allocs(struct server *srv, struct scoutfs_log_trees *lt)
 		lt->meta_avail.flags &= ~cpu_to_le32(SCOUTFS_ALLOC_FLAG_LOW);
 
 	data_total = le64_to_cpu(lt->data_avail.total_len);
-	if (data_total < SERVER_DATA_FILL_LO) {
+	if (data_total < server_data_fill_lo(super)) {
 		err = alloc_ext_move(&txn, &lt->data_avail, &super->data_alloc,
-				     SERVER_DATA_FILL_TARGET - data_total, &moved);
+				     server_data_fill_target(super) - data_total, &moved);
 		if (err < 0 && err != -ENOSPC)
 			return err;
 		err = 0;
 	}
-	if (le64_to_cpu(lt->data_avail.total_len) < SERVER_DATA_FILL_LO)
+	if (le64_to_cpu(lt->data_avail.total_len) < server_data_fill_lo(super))
 		lt->data_avail.flags |= cpu_to_le32(SCOUTFS_ALLOC_FLAG_LOW);
 	else
 		lt->data_avail.flags &= ~cpu_to_le32(SCOUTFS_ALLOC_FLAG_LOW);

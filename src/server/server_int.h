@@ -44,9 +44,22 @@ static inline u64 server_hold_budget(const struct scoutfs_super_block *super)
 {
 	return max_t(u64, 32, min_t(u64, 500, server_meta_fill_target(super) / 4));
 }
-/* data blocks a client's transaction gets (4 GiB) and the level below which it is refilled */
-#define SERVER_DATA_FILL_TARGET (4ULL << (30 - SCOUTFS_BLOCK_SM_SHIFT))
-#define SERVER_DATA_FILL_LO (1ULL << (30 - SCOUTFS_BLOCK_SM_SHIFT))
+/*
+ * Data blocks a client's transaction gets, and the level below which it is refilled: 4 GiB
+ * and 1 GiB as in the original, but never more than 1/64th of the device, so that on small
+ * devices a few mounts don't hold all the free space in their pools (another mount would get
+ * ENOSPC with the device nearly empty).
+ */
+static inline u64 server_data_fill_target(const struct scoutfs_super_block *super)
+{
+	return max_t(u64, 256, min_t(u64, 4ULL << (30 - SCOUTFS_BLOCK_SM_SHIFT),
+				     le64_to_cpu(super->total_data_blocks) / 64));
+}
+
+static inline u64 server_data_fill_lo(const struct scoutfs_super_block *super)
+{
+	return server_data_fill_target(super) / 4;
+}
 
 enum recov_bits {
 	RECOV_GREETING = 1 << 0,

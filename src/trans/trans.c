@@ -53,8 +53,11 @@ COUNTER_DEFINE(trans_data_refill);
 #define FAIL_REPORT_MS 2000
 /* commit before a transaction's dirty items reach this much */
 #define DIRTY_BYTES_LIMIT (64ULL << 20)
-/* commit when fewer free data blocks than this remain (256 MiB) */
-#define DATA_LOW_BLOCKS (256ULL << (20 - SCOUTFS_BLOCK_SM_SHIFT))
+/*
+ * Commit (to be refilled) when the free data blocks fall below this fraction of the most the
+ * server has handed us: 256 MiB of the 4 GiB fill on large devices, as the original does.
+ */
+#define DATA_LOW_FRACTION 16
 /* small allocations are carved from a cached extent of this many blocks */
 #define DATA_CACHE_BLOCKS 2048ULL
 
@@ -90,6 +93,8 @@ struct trans_info {
 
 	pthread_mutex_t data_mutex;
 	struct alloc_extent cached_data;
+	/* the most data blocks the server has handed us: how much its fills give */
+	u64 data_fill_peak;
 	s64 inode_count_delta;
 
 	/* commit requests: a commit satisfies every request made before it finished */
@@ -159,6 +164,7 @@ static int open_trans(struct trans_info *ti)
 		return err;
 	ti->item_tree_height = lt.item_root.height;
 	ti->lt = lt;
+	ti->data_fill_peak = max_t(u64, ti->data_fill_peak, le64_to_cpu(lt.data_avail.total_len));
 	ti->inode_count_delta = 0;
 	alloc_init(&ti->alloc, ti->wri, &lt.meta_avail, &lt.meta_freed);
 	item_set_trans_seq(ti->ic, le64_to_cpu(lt.get_trans_seq));
@@ -464,7 +470,7 @@ static bool needs_commit(struct trans_info *ti)
 	    !(le32_to_cpu(ti->lt.meta_avail.flags) & SCOUTFS_ALLOC_FLAG_LOW))
 		return true;
 	data_free = le64_to_cpu(ti->lt.data_avail.total_len) + ti->cached_data.len;
-	if (data_free < DATA_LOW_BLOCKS &&
+	if (data_free < ti->data_fill_peak / DATA_LOW_FRACTION &&
 	    !(le32_to_cpu(ti->lt.data_avail.flags) & SCOUTFS_ALLOC_FLAG_LOW))
 		return true;
 	return false;
