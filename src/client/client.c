@@ -190,6 +190,24 @@ static int handle_sync_log_trees(struct net_conn *conn, u8 cmd, u64 id, const vo
 	return net_response(conn, cmd, id, 0, NULL, 0);
 }
 
+static int handle_open_ino_map(struct net_conn *conn, u8 cmd, u64 id, const void *data,
+			       unsigned int len)
+{
+	struct client *cl = net_conn_arg(conn);
+	const struct scoutfs_open_ino_map_args *args = data;
+	struct scoutfs_open_ino_map map;
+
+	if (len != sizeof(*args))
+		return -EINVAL;
+	memset(&map, 0, sizeof(map));
+	map.args = *args;
+	if (cl->ops->open_ino_map)
+		cl->ops->open_ino_map(cl->arg, le64_to_cpu(args->group_nr), map.bits);
+	else
+		memset(map.bits, 0xff, sizeof(map.bits)); /* can't tell: everything is in use */
+	return net_response(conn, cmd, id, 0, &map, sizeof(map));
+}
+
 static const struct net_client_ops client_net_ops = {
 	.find_server = find_server,
 	.build_greeting = build_greeting,
@@ -200,6 +218,7 @@ static const struct net_client_ops client_net_ops = {
 static const struct net_handler client_handlers[SCOUTFS_NET_CMD_UNKNOWN] = {
 	[SCOUTFS_NET_CMD_LOCK] = { .fn = handle_lock, .inline_recv = true },
 	[SCOUTFS_NET_CMD_LOCK_RECOVER] = { .fn = handle_lock_recover, .inline_recv = true },
+	[SCOUTFS_NET_CMD_OPEN_INO_MAP] = { .fn = handle_open_ino_map },
 	[SCOUTFS_NET_CMD_SYNC_LOG_TREES] = { .fn = handle_sync_log_trees, .inline_recv = true },
 };
 
@@ -345,6 +364,21 @@ int client_alloc_inodes(struct client *cl, u64 count, u64 *ino, u64 *nr)
 int client_statfs(struct client *cl, struct scoutfs_net_statfs *nst)
 {
 	return net_sync_request(cl->conn, SCOUTFS_NET_CMD_STATFS, NULL, 0, nst, sizeof(*nst));
+}
+
+int client_open_ino_map(struct client *cl, u64 group_nr, le64 *bits)
+{
+	struct scoutfs_open_ino_map_args args = { .group_nr = cpu_to_le64(group_nr) };
+	struct scoutfs_open_ino_map map;
+	int err;
+
+	err = net_sync_request(cl->conn, SCOUTFS_NET_CMD_OPEN_INO_MAP, &args, sizeof(args), &map,
+			       sizeof(map));
+	if (err == 0 && le64_to_cpu(map.args.group_nr) != group_nr)
+		err = -EPROTO;
+	if (err == 0)
+		memcpy(bits, map.bits, sizeof(map.bits));
+	return err;
 }
 
 static void farewell_response(struct net_conn *conn, const void *data, unsigned int len, int error,

@@ -26,6 +26,8 @@ struct client_ops {
 	void (*sync_log_trees)(void *arg);
 	/* connected to a server we had not talked to before (failover) */
 	void (*new_server)(void *arg);
+	/* set the bits of the inodes of group_nr this mount uses (the server's OPEN_INO_MAP) */
+	void (*open_ino_map)(void *arg, u64 group_nr, le64 *bits);
 };
 
 struct client_config {
@@ -59,6 +61,8 @@ int client_get_roots(struct client *cl, struct scoutfs_net_roots *roots);
 int client_get_last_seq(struct client *cl, u64 *seq);
 int client_alloc_inodes(struct client *cl, u64 count, u64 *ino, u64 *nr);
 int client_statfs(struct client *cl, struct scoutfs_net_statfs *nst);
+/* the union of the other mounts' bitmaps of the inodes of group_nr they use */
+int client_open_ino_map(struct client *cl, u64 group_nr, le64 *bits);
 /*
  * Say farewell and wait for the answer.  If the connection breaks meanwhile, the client
  * checks the super for its mounted_clients item: gone means a server processed the farewell.

@@ -113,15 +113,27 @@ static void cl_new_server(void *arg)
 		item_roots_changed(m->ic);
 }
 
+static void cl_open_ino_map(void *arg, u64 group_nr, le64 *bits)
+{
+	struct mount *m = arg;
+
+	if (m->fs)
+		fs_open_ino_map(m->fs, group_nr, bits);
+	else
+		memset(bits, 0, SCOUTFS_OPEN_INO_MAP_LE64S * sizeof(le64)); /* nothing open yet */
+}
+
 static const struct client_ops mount_client_ops = {
 	.sync_log_trees = cl_sync_log_trees,
 	.new_server = cl_new_server,
+	.open_ino_map = cl_open_ino_map,
 };
 
 static const struct fs_upcalls mount_fs_upcalls = {
 	.flush_inodes = sfuse_flush_inodes,
 	.invalidate_inodes = sfuse_invalidate_inodes,
 	.inode_in_use = sfuse_inode_in_use,
+	.inodes_in_use = sfuse_inodes_in_use,
 };
 
 static bool mount_was_interrupted(void *arg)

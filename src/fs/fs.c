@@ -30,6 +30,7 @@ COUNTER_DEFINE(orphan_scan);
 COUNTER_DEFINE(orphan_scan_item);
 COUNTER_DEFINE(orphan_scan_cached);
 COUNTER_DEFINE(orphan_scan_attempts);
+COUNTER_DEFINE(orphan_scan_omap_set);
 COUNTER_DEFINE(orphan_scan_error);
 
 #define ORPHAN_SCAN_DELAY_MS 10000
@@ -288,6 +289,11 @@ static int orphan_scan_once(struct fs_info *fs)
 			err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
 			if (err < 0)
 				return err;
+			if (fs_inode_used_anywhere(fs, ino)) {
+				counter_inc(orphan_scan_omap_set);
+				lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
+				continue;
+			}
 			err = fs_delete_inode_items(fs, lock, ino);
 			lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
 			if (err < 0) {

@@ -131,6 +131,8 @@ struct fs_upcalls {
 	void (*invalidate_inodes)(void *arg, u64 first, u64 last, bool writers_only);
 	/* is the inode still referenced by the kernel (open, cached)? */
 	bool (*inode_in_use)(void *arg, u64 ino);
+	/* set bit (ino - first) of bits for every inode of [first, first + 1023] in use */
+	void (*inodes_in_use)(void *arg, u64 first, le64 *bits);
 };
 
 struct fs_config {
@@ -226,8 +228,10 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 
 /* ---- inode lifetime ---- */
 
-/* the kernel forgot the inode: delete it if it has no links left */
+/* the kernel forgot the inode: delete it if it has no links left and no mount uses it */
 void fs_evict(struct fs_info *fs, u64 ino);
+/* this mount's part of the open map: the inodes of group_nr its kernel holds */
+void fs_open_ino_map(struct fs_info *fs, u64 group_nr, le64 *bits);
 
 /* ---- archival ---- */
 

@@ -163,6 +163,8 @@ int fs_alloc_ino(struct fs_info *fs, bool dir, u64 *ino);
 /* delete every item of an inode whose last link is gone (its lock is held in WRITE) */
 int fs_delete_inode_items(struct fs_info *fs, struct lock *lock, u64 ino);
 struct lock_waiter fs_waiter(const struct fs_cred *cred);
+/* does any mount still use the unlinked ino?  (under its WRITE lock; errors say yes) */
+bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino);
 /* lock flags for a request: LOCK_KERNEL_PAGES if it holds kernel page locks */
 int fs_lock_flags(const struct fs_cred *cred);
 

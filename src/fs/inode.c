@@ -33,6 +33,8 @@
 COUNTER_DEFINE(fs_change_retry);
 COUNTER_DEFINE(fs_inode_write);
 COUNTER_DEFINE(inode_deleted);
+COUNTER_DEFINE(inode_omap_error);
+COUNTER_DEFINE(inode_used_elsewhere);
 COUNTER_DEFINE(fs_ino_alloc_batch);
 
 /* ---- inode items ---- */
@@ -502,6 +504,38 @@ int fs_delete_inode_items(struct fs_info *fs, struct lock *lock, u64 ino)
 	return err;
 }
 
+/*
+ * Does any mount, this one included, still use ino (open, mapped, cached)?  Asked under the
+ * inode's WRITE lock, when its last link is gone: nobody can find it by name any more, so
+ * the answer can only go from yes to no.  Errors count as yes: the orphan scan retries.
+ */
+bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino)
+{
+	le64 bits[SCOUTFS_OPEN_INO_MAP_LE64S];
+	u64 bit = ino & SCOUTFS_OPEN_INO_MAP_MASK;
+	int err;
+
+	if (fs->up && fs->up->inode_in_use && fs->up->inode_in_use(fs->up_arg, ino))
+		return true;
+	err = client_open_ino_map(fs->cl, ino >> SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
+	if (err < 0) {
+		counter_inc(inode_omap_error);
+		return true;
+	}
+	if (le64_to_cpu(bits[bit / 64]) & (1ULL << (bit % 64))) {
+		counter_inc(inode_used_elsewhere);
+		return true;
+	}
+	return false;
+}
+
+void fs_open_ino_map(struct fs_info *fs, u64 group_nr, le64 *bits)
+{
+	memset(bits, 0, SCOUTFS_OPEN_INO_MAP_LE64S * sizeof(le64));
+	if (fs->up && fs->up->inodes_in_use)
+		fs->up->inodes_in_use(fs->up_arg, group_nr << SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
+}
+
 void fs_evict(struct fs_info *fs, u64 ino)
 {
 	struct scoutfs_inode si;
@@ -522,7 +556,8 @@ void fs_evict(struct fs_info *fs, u64 ino)
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
 	if (err < 0)
 		return;
-	if (!fs->up || !fs->up->inode_in_use || !fs->up->inode_in_use(fs->up_arg, ino)) {
+	/* another mount still using it deletes it when it lets go (or an orphan scan does) */
+	if (!fs_inode_used_anywhere(fs, ino)) {
 		err = fs_delete_inode_items(fs, lock, ino);
 		if (err < 0)
 			log_warn("deleting unlinked inode %llu failed: %s (the orphan scan retries)",

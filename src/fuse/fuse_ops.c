@@ -71,6 +71,7 @@ COUNTER_DEFINE(fuse_notify_attrs);
 COUNTER_DEFINE(fuse_notify_pages);
 COUNTER_DEFINE(fuse_notify_flush);
 COUNTER_DEFINE(fuse_notify_epoch);
+COUNTER_DEFINE(fuse_notify_entry);
 COUNTER_DEFINE(fuse_getattr_drop_wait);
 COUNTER_DEFINE(fuse_evict);
 
@@ -106,6 +107,14 @@ struct dentry_rec {
 struct drop_job {
 	struct drop_job *next;
 	u64 ino;
+};
+
+/* a cached name to drop, so that the kernel lets go of inodes it no longer needs */
+struct name_job {
+	struct name_job *next;
+	u64 parent;
+	size_t len;
+	char name[];
 };
 
 /* inodes with queued page drops, which their GETATTRs wait for */
@@ -170,6 +179,14 @@ struct sfuse {
 	bool drop_stop;
 	pthread_t drop_thread;
 	bool drop_running;
+
+	/* cached names to drop (they are already stale: this only lets the kernel forget) */
+	pthread_mutex_t name_mutex;
+	pthread_cond_t name_cond;
+	struct name_job *name_head;
+	bool name_stop;
+	pthread_t name_thread;
+	bool name_running;
 
 	/* the kernel takes FUSE_NOTIFY_INC_EPOCH; else names are cached briefly */
 	bool epoch_notify;
@@ -354,6 +371,23 @@ static void node_add_writer(struct sfuse *sf, u64 ino, int delta)
 	pthread_mutex_unlock(&sf->nodes_mutex);
 }
 
+void sfuse_inodes_in_use(void *arg, uint64_t first, le64 *bits)
+{
+	struct sfuse *sf = arg;
+	struct node search = { .ino = first };
+	struct node *node;
+	u64 bit;
+
+	pthread_mutex_lock(&sf->nodes_mutex);
+	for (node = RB_NFIND(node_tree, &sf->nodes, &search);
+	     node && node->ino < first + SCOUTFS_OPEN_INO_MAP_BITS;
+	     node = RB_NEXT(node_tree, &sf->nodes, node)) {
+		bit = node->ino - first;
+		bits[bit / 64] |= cpu_to_le64(1ULL << (bit % 64));
+	}
+	pthread_mutex_unlock(&sf->nodes_mutex);
+}
+
 /* ---- dropping what the kernel cached ---- */
 
 struct ino_list {
@@ -455,6 +489,92 @@ static void queue_page_drops(struct sfuse *sf, const struct ino_list *il)
 	pthread_mutex_unlock(&sf->drop_mutex);
 }
 
+/*
+ * Queue the names cached in the directories of [first, last] and of the inodes of that
+ * range.  They are stale already (the epoch bump made sure of that); dropping them lets the
+ * kernel forget inodes nobody uses, which clears their bits in the open map, so that an inode
+ * unlinked on another mount is deleted soon after it is closed here.
+ */
+static struct name_job *name_job_new(const struct dentry_rec *dr, struct name_job *next)
+{
+	struct name_job *job = malloc(sizeof(*job) + dr->len + 1);
+
+	if (job) {
+		job->parent = dr->parent;
+		job->len = dr->len;
+		memcpy(job->name, dr->name, dr->len);
+		job->name[dr->len] = '\0';
+		job->next = next;
+	}
+	return job;
+}
+
+static void queue_name_drops(struct sfuse *sf, u64 first, u64 last)
+{
+	struct dentry_rec dsearch = { .parent = first, .len = 0 };
+	struct node search = { .ino = first };
+	struct name_job *head = NULL, *job;
+	struct dentry_rec *dr;
+	struct node *node;
+
+	pthread_mutex_lock(&sf->nodes_mutex);
+	/* names in the directories of the range (a name of the range's inodes may repeat) */
+	for (dr = RB_NFIND(dentry_tree, &sf->dentries, &dsearch); dr && dr->parent <= last;
+	     dr = RB_NEXT(dentry_tree, &sf->dentries, dr)) {
+		if ((job = name_job_new(dr, head)))
+			head = job;
+	}
+	/* names of the range's inodes */
+	for (node = RB_NFIND(node_tree, &sf->nodes, &search); node && node->ino <= last;
+	     node = RB_NEXT(node_tree, &sf->nodes, node)) {
+		for (dr = node->names; dr; dr = dr->next_name) {
+			if ((job = name_job_new(dr, head)))
+				head = job;
+		}
+	}
+	pthread_mutex_unlock(&sf->nodes_mutex);
+
+	pthread_mutex_lock(&sf->name_mutex);
+	while ((job = head)) {
+		head = job->next;
+		if (sf->name_stop) {
+			free(job);
+			continue;
+		}
+		job->next = sf->name_head;
+		sf->name_head = job;
+	}
+	pthread_cond_broadcast(&sf->name_cond);
+	pthread_mutex_unlock(&sf->name_mutex);
+}
+
+static void *name_thread(void *arg)
+{
+	struct sfuse *sf = arg;
+	struct name_job *job;
+
+	thread_set_name("fuse-names");
+	pthread_mutex_lock(&sf->name_mutex);
+	for (;;) {
+		while (!sf->name_head && !sf->name_stop)
+			pthread_cond_wait(&sf->name_cond, &sf->name_mutex);
+		job = sf->name_head;
+		if (!job || sf->name_stop)
+			break;
+		sf->name_head = job->next;
+		pthread_mutex_unlock(&sf->name_mutex);
+		/* waits for the directory's lock: never on the lock worker */
+		if (sf->mounted) {
+			counter_inc(fuse_notify_entry);
+			fuse_lowlevel_notify_inval_entry(sf->se, job->parent, job->name, job->len);
+		}
+		free(job);
+		pthread_mutex_lock(&sf->name_mutex);
+	}
+	pthread_mutex_unlock(&sf->name_mutex);
+	return NULL;
+}
+
 static void drop_pages_later(struct sfuse *sf, u64 ino)
 {
 	struct ino_list il = { .inos = &ino, .nr = 1, .alloc = 1 };
@@ -497,6 +617,8 @@ void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writ
 			counter_inc(fuse_notify_epoch);
 			notify_inc_epoch(sf);
 		}
+		if (names)
+			queue_name_drops(sf, first, last);
 	}
 	queue_page_drops(sf, &il);
 	free(il.inos);
@@ -1216,6 +1338,8 @@ int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret)
 	sf->cfg = *cfg;
 	sf->fs = cfg->fs;
 	pthread_mutex_init(&sf->nodes_mutex, NULL);
+	pthread_mutex_init(&sf->name_mutex, NULL);
+	pthread_cond_init(&sf->name_cond, NULL);
 	pthread_mutex_init(&sf->drop_mutex, NULL);
 	pthread_cond_init(&sf->drop_cond, NULL);
 	sf->drop_tail = &sf->drop_head;
@@ -1259,9 +1383,11 @@ int sfuse_mount(struct sfuse *sf)
 	}
 	if (pthread_create(&sf->drop_thread, NULL, drop_thread, sf) == 0)
 		sf->drop_running = true;
+	if (pthread_create(&sf->name_thread, NULL, name_thread, sf) == 0)
+		sf->name_running = true;
 	if (pthread_create(&sf->evict_thread, NULL, evict_thread, sf) == 0)
 		sf->evict_running = true;
-	if (!sf->drop_running || !sf->evict_running) {
+	if (!sf->drop_running || !sf->name_running || !sf->evict_running) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -1313,6 +1439,7 @@ void sfuse_destroy(struct sfuse *sf)
 	struct dentry_rec *dr, *dtmp;
 	struct node *node, *ntmp;
 	struct drop_job *job;
+	struct name_job *njob;
 
 	if (!sf)
 		return;
@@ -1326,6 +1453,17 @@ void sfuse_destroy(struct sfuse *sf)
 	while ((job = sf->drop_head)) {
 		sf->drop_head = job->next;
 		free(job);
+	}
+	if (sf->name_running) {
+		pthread_mutex_lock(&sf->name_mutex);
+		sf->name_stop = true;
+		pthread_cond_broadcast(&sf->name_cond);
+		pthread_mutex_unlock(&sf->name_mutex);
+		pthread_join(sf->name_thread, NULL);
+	}
+	while ((njob = sf->name_head)) {
+		sf->name_head = njob->next;
+		free(njob);
 	}
 	RB_FOREACH_SAFE(dp, drop_pending_tree, &sf->drop_pending, dptmp)
 	{

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "format/format.h"
+
 struct fs_info;
 struct sfuse;
 
@@ -42,5 +44,6 @@ void sfuse_destroy(struct sfuse *sf);
 void sfuse_flush_inodes(void *arg, uint64_t first, uint64_t last);
 void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writers_only);
 bool sfuse_inode_in_use(void *arg, uint64_t ino);
+void sfuse_inodes_in_use(void *arg, uint64_t first, le64 *bits);
 
 #endif

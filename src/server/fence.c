@@ -446,6 +446,7 @@ int reclaim_rid(struct server *srv, u64 rid)
 	if (err == 0) {
 		counter_inc(reclaimed_rids);
 		recov_finish(srv, rid, RECOV_ALL);
+		omap_remove_rid(srv, rid);
 		/* a merge may have been waiting for this rid's tree */
 		workq_queue(srv->wq, &srv->merge_work);
 	}

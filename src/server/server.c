@@ -734,6 +734,20 @@ static int handle_farewell(struct net_conn *conn, u8 cmd, u64 id, const void *da
 	return 0;
 }
 
+static int handle_open_ino_map(struct net_conn *conn, u8 cmd, u64 id, const void *data,
+			       unsigned int len)
+{
+	struct server *srv = net_conn_arg(conn);
+	const struct scoutfs_open_ino_map_args *args = data;
+	int err;
+
+	if (len != sizeof(*args))
+		return respond(conn, cmd, id, -EINVAL, NULL, 0);
+	/* answered once every other mount has answered */
+	err = omap_request(srv, net_conn_rid(conn), id, le64_to_cpu(args->group_nr));
+	return err < 0 ? respond(conn, cmd, id, err, NULL, 0) : 0;
+}
+
 static const struct net_handler server_handlers[SCOUTFS_NET_CMD_UNKNOWN] = {
 	[SCOUTFS_NET_CMD_ALLOC_INODES] = { .fn = handle_alloc_inodes },
 	[SCOUTFS_NET_CMD_GET_LOG_TREES] = { .fn = handle_get_log_trees },
@@ -743,6 +757,7 @@ static const struct net_handler server_handlers[SCOUTFS_NET_CMD_UNKNOWN] = {
 	[SCOUTFS_NET_CMD_LOCK] = { .fn = handle_lock },
 	[SCOUTFS_NET_CMD_STATFS] = { .fn = handle_statfs },
 	[SCOUTFS_NET_CMD_FAREWELL] = { .fn = handle_farewell },
+	[SCOUTFS_NET_CMD_OPEN_INO_MAP] = { .fn = handle_open_ino_map },
 };
 
 static const struct net_server_ops server_net_ops = {
@@ -1083,6 +1098,7 @@ static void teardown(struct server *srv)
 	}
 	recov_destroy(srv);
 	fence_destroy(srv);
+	omap_destroy(srv);
 	pthread_mutex_lock(&srv->farewell_mutex);
 	while (srv->farewells) {
 		struct farewell_req *fw = srv->farewells;
@@ -1173,6 +1189,7 @@ int server_create(const struct server_config *cfg, struct server **ret)
 	pthread_mutex_init(&srv->recov_mutex, NULL);
 	pthread_mutex_init(&srv->farewell_mutex, NULL);
 	pthread_mutex_init(&srv->fence_mutex, NULL);
+	pthread_mutex_init(&srv->omap_mutex, NULL);
 	work_init(&srv->farewell_work, farewell_work_fn);
 	work_init(&srv->reclaim_work, reclaim_work_fn);
 	work_init(&srv->merge_work, merge_work_fn);

@@ -154,6 +154,11 @@ struct server {
 	struct fence_req *fences;
 	struct work reclaim_work;
 
+	/* open map requests waiting for other mounts' answers (omap.c) */
+	pthread_mutex_t omap_mutex;
+	struct omap_req *omap_reqs;
+	u64 omap_next_id;
+
 	/* merging */
 	struct work merge_work;
 	atomic_bool force_merge;
@@ -188,6 +193,14 @@ static inline struct scoutfs_key server_mc_key(u64 rid)
 {
 	return key_make(SCOUTFS_MOUNTED_CLIENT_ZONE, rid, 0, 0, 0, 0);
 }
+
+/* ---- omap.c ---- */
+/* answer rid's request net_id with the union of the other mounts' bitmaps of group_nr */
+int omap_request(struct server *srv, u64 rid, u64 net_id, u64 group_nr);
+/* rid is gone (reclaimed): requests stop waiting for it */
+void omap_remove_rid(struct server *srv, u64 rid);
+/* forget every request (server stopping; clients resend to the next server) */
+void omap_destroy(struct server *srv);
 
 /* ---- merge.c ---- */
 int merge_finalize_for_client(struct server *srv, u64 rid);

@@ -10,22 +10,65 @@ import errno
 import mmap
 import os
 import threading
+import time
 
 import pytest
 
-from harness import ScoutFS
+from conftest import assert_no_sanitizer_reports
+from harness import ScoutFS, run, scoutfs_cmd
+
+# orphans are looked for this often (ms) by the mounts of the open-unlink tests
+FAST_ORPHAN_SCAN = "orphan_scan_delay_ms=100"
+
+
+def make_cluster(fs_dir, opts=""):
+    f = ScoutFS(fs_dir)
+    f.mkfs()
+    for i in range(3):
+        f.mount(i, opts=opts)
+    return f
 
 
 @pytest.fixture
 def cluster(fs_dir):
-    f = ScoutFS(fs_dir)
-    f.mkfs()
-    for i in range(3):
-        f.mount(i)
+    f = make_cluster(fs_dir)
     yield f
     f.cleanup()
-    from conftest import assert_no_sanitizer_reports
     assert_no_sanitizer_reports(f)
+
+
+@pytest.fixture
+def orphan_cluster(fs_dir):
+    f = make_cluster(fs_dir, FAST_ORPHAN_SCAN)
+    yield f
+    f.cleanup()
+    assert_no_sanitizer_reports(f)
+
+
+def sync_all(fs):
+    """Make index walks see everything: every mount's open transaction bounds what is shown,
+    so each commits one (the original's tests touch every mount's root the same way)."""
+    for m in fs.mounts:
+        os.utime(m.path)
+    for m in fs.mounts:
+        run(scoutfs_cmd("sync", "-p", m.path))
+
+
+def inode_exists(fs, ino):
+    """Does the inode still have its items?  (its meta_seq index item goes with them)"""
+    sync_all(fs)
+    out = run(scoutfs_cmd("walk-inodes", "-p", fs.mounts[0].path, "meta_seq", "0", "-1")).stdout
+    return any(line.split()[3] == str(ino) for line in out.splitlines()
+               if not line.startswith("#"))
+
+
+def wait_deleted(fs, ino, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not inode_exists(fs, ino):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def paths(fs, name):
@@ -334,3 +377,60 @@ def test_many_processes_hammer_one_file(cluster):
         assert len(lines) == len(procs) * per_proc
         assert sorted(lines) == sorted(f"{i:02d}:{n:04d}" for i in range(len(procs))
                                        for n in range(per_proc))
+
+
+def test_unlinked_while_open_elsewhere_keeps_contents(orphan_cluster):
+    fs = orphan_cluster
+    a, b, _ = paths(fs, "f")
+    data = os.urandom(300000)
+    write(a, data)
+    ino = os.stat(a).st_ino
+    fd = os.open(b, os.O_RDWR)
+    try:
+        os.unlink(a)
+        for p in paths(fs, "f"):
+            assert not os.path.exists(p)
+        # the other mount's scans and evictions must leave it alone while it is open
+        time.sleep(1.0)
+        assert inode_exists(fs, ino)
+        assert os.pread(fd, len(data) + 10, 0) == data
+        os.pwrite(fd, b"more", len(data))
+        assert os.pread(fd, 10, len(data)) == b"more"
+        assert os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    # the last close anywhere lets it go
+    assert wait_deleted(fs, ino), "the inode was not deleted after its last close"
+
+
+def test_remote_unlink_of_cached_inode_is_deleted(orphan_cluster):
+    fs = orphan_cluster
+    a, b, c = paths(fs, "f")
+    write(a, b"x" * 100000)
+    ino = os.stat(a).st_ino
+    # every mount caches the inode, none holds it open
+    assert read(b) == read(c) == b"x" * 100000
+    os.unlink(c)
+    assert wait_deleted(fs, ino), "an unlinked inode cached by other mounts was not deleted"
+
+
+def test_unlinked_open_files_on_several_mounts(orphan_cluster):
+    fs = orphan_cluster
+    names = [f"f{i}" for i in range(6)]
+    fds = []
+    inos = []
+    for i, n in enumerate(names):
+        p = paths(fs, n)
+        write(p[0], n.encode() * 1000)
+        inos.append(os.stat(p[0]).st_ino)
+        fds.append(os.open(p[i % 3], os.O_RDONLY))
+    for i, n in enumerate(names):
+        os.unlink(paths(fs, n)[(i + 1) % 3])
+    time.sleep(0.5)
+    for i, n in enumerate(names):
+        assert os.pread(fds[i], 100000, 0) == n.encode() * 1000
+        assert inode_exists(fs, inos[i])
+    for fd in fds:
+        os.close(fd)
+    for ino in inos:
+        assert wait_deleted(fs, ino)
