@@ -474,6 +474,17 @@ int fs_link(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 dir, co
 		goto unlock;
 	}
 	nlink = le32_to_cpu(fi.si.nlink);
+	/*
+	 * The kernel looked the source up before we locked it, and its last name may have gone
+	 * since, here or on another mount (whose unlink the kernel's cached nlink doesn't show):
+	 * as the VFS does for an unlinked inode, refuse, rather than bring back an inode that is
+	 * being deleted.  (O_TMPFILE, the one way to link an inode without links, does not
+	 * reach us: libfuse 3.14 has no tmpfile operation.)
+	 */
+	if (nlink == 0) {
+		err = -ENOENT;
+		goto unlock;
+	}
 	if (nlink >= SCOUTFS_LINK_MAX) {
 		err = -EMLINK;
 		goto unlock;
@@ -489,19 +500,12 @@ int fs_link(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 dir, co
 	fs_change_init(&chg, fs);
 	fs_change_add(&chg, &di);
 	fs_change_add(&chg, &fi);
-	chg.want_orphan = nlink == 0;
 	err = fs_change_begin(&chg, cred, TRANS_HOLD_ALLOC);
 	if (err < 0)
 		goto unlock;
 	err = add_entry(fs, &di, name, len, ino, le32_to_cpu(fi.si.mode), fi.lock, NULL);
 	if (err < 0)
 		goto end;
-	if (nlink == 0) {
-		/* an inode without links (O_TMPFILE) enters the namespace */
-		err = fs_orphan_del(&chg, ino);
-		if (err < 0)
-			goto end;
-	}
 	fi.si.nlink = cpu_to_le32(nlink + 1);
 	touch_times(&fi.si, now, false);
 	fi.dirty = true;

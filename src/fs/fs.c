@@ -56,6 +56,8 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	fs->orphan_scan_delay_ms = ORPHAN_SCAN_DELAY_MS;
 	pthread_mutex_init(&fs->opts_mutex, NULL);
 	pthread_mutex_init(&fs->ino_mutex, NULL);
+	for (int i = 0; i < FS_XATTR_LOCKS; i++)
+		pthread_rwlock_init(&fs->xattr_locks[i], NULL);
 	pthread_mutex_init(&fs->orphan_mutex, NULL);
 	pthread_cond_init(&fs->orphan_cond, NULL);
 	*ret = fs;
@@ -82,6 +84,8 @@ void fs_destroy(struct fs_info *fs)
 	fs_stop(fs);
 	pthread_mutex_destroy(&fs->opts_mutex);
 	pthread_mutex_destroy(&fs->ino_mutex);
+	for (int i = 0; i < FS_XATTR_LOCKS; i++)
+		pthread_rwlock_destroy(&fs->xattr_locks[i]);
 	pthread_mutex_destroy(&fs->orphan_mutex);
 	pthread_cond_destroy(&fs->orphan_cond);
 	free(fs);

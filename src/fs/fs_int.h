@@ -27,6 +27,8 @@ struct ino_pool {
 	u64 end;
 };
 
+#define FS_XATTR_LOCKS 64
+
 struct fs_info {
 	struct item_cache *ic;
 	struct lock_info *li;
@@ -45,6 +47,14 @@ struct fs_info {
 	const struct fs_upcalls *up;
 	void *up_arg;
 
+	/*
+	 * Changing an xattr rewrites several items (delete the old parts, write the new), and
+	 * cluster locks don't order threads of one mount that share a lock's mode: these order
+	 * the xattr readers and writers of an inode within the mount (taken after the cluster
+	 * lock), so a reader never sees an xattr half replaced.
+	 */
+	pthread_rwlock_t xattr_locks[FS_XATTR_LOCKS];
+
 	pthread_mutex_t ino_mutex;
 	struct ino_pool dir_pool;
 	struct ino_pool file_pool;
@@ -57,6 +67,11 @@ struct fs_info {
 	bool orphan_stop;
 	u64 orphan_scan_delay_ms;
 };
+
+static inline pthread_rwlock_t *fs_xattr_lock(struct fs_info *fs, u64 ino)
+{
+	return &fs->xattr_locks[ino % FS_XATTR_LOCKS];
+}
 
 /* ---- keys ---- */
 

@@ -227,6 +227,7 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
+	pthread_rwlock_wrlock(fs_xattr_lock(fs, ino));
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err < 0)
 		goto unlock;
@@ -266,6 +267,7 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 		counter_inc(xattr_set);
 	fs_change_end(&chg);
 unlock:
+	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
 	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
 	return err;
 }
@@ -293,6 +295,7 @@ ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, con
 	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
 	if (ret < 0)
 		return ret;
+	pthread_rwlock_rdlock(fs_xattr_lock(fs, ino));
 	ret = find_xattr(fs, lock, ino, name, len, &fx);
 	if (ret == -ENOENT)
 		ret = -ENODATA;
@@ -337,6 +340,7 @@ ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, con
 	ret = fx.val_len;
 	counter_inc(xattr_get);
 out:
+	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
 	return ret;
 }
@@ -359,6 +363,7 @@ ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, ch
 	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
 	if (ret < 0)
 		return ret;
+	pthread_rwlock_rdlock(fs_xattr_lock(fs, ino));
 	for (;;) {
 		ret = item_next(fs->ic, lock, &key, &last, &u, sizeof(u));
 		if (ret == -ENOENT)
@@ -390,6 +395,7 @@ ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, ch
 	}
 	ret = (ssize_t)total;
 out:
+	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
 	return ret;
 }
@@ -414,6 +420,7 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
+	pthread_rwlock_wrlock(fs_xattr_lock(fs, ino));
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err == 0)
 		err = find_xattr(fs, fi.lock, ino, name, len, &fx);
@@ -437,6 +444,7 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 		counter_inc(xattr_remove);
 	fs_change_end(&chg);
 unlock:
+	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
 	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
 	return err;
 }

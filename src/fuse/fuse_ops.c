@@ -19,7 +19,12 @@
  *
  *  - attributes: notify_inval_inode(ino, -1, 0) takes no sleeping lock.  It also bumps the
  *    kernel's attribute version, so a reply read under the lock before the invalidation but
- *    delivered after it is not cached either.
+ *    delivered after it is not cached either -- for an inode the kernel has.  An entry reply
+ *    (LOOKUP, CREATE, ...) can bring the kernel an inode it doesn't have yet, and it does
+ *    so after our reply is written, so the notification can miss it.  Two rules close that:
+ *    an entry reply whose request overlapped an invalidation (inval_epoch moved) is not
+ *    cached at all, and a notification that finds no inode for a node we answered for is
+ *    retried until the kernel has it (or has forgotten it).
  *  - names: notify_inval_entry needs the directory's lock, so instead we bump the
  *    connection's epoch (FUSE_NOTIFY_INC_EPOCH, Linux 6.16): every cached dentry, and every
  *    lookup that started before the bump, is revalidated with a LOOKUP on its next use.
@@ -68,6 +73,8 @@
 COUNTER_DEFINE(fuse_requests);
 COUNTER_DEFINE(fuse_forget);
 COUNTER_DEFINE(fuse_notify_attrs);
+COUNTER_DEFINE(fuse_notify_attrs_retry);
+COUNTER_DEFINE(fuse_entry_uncached);
 COUNTER_DEFINE(fuse_notify_pages);
 COUNTER_DEFINE(fuse_notify_flush);
 COUNTER_DEFINE(fuse_notify_epoch);
@@ -79,6 +86,9 @@ COUNTER_DEFINE(fuse_evict);
 #define CACHE_TIMEOUT_SECS 86400.0
 /* names, when the kernel can't have them all dropped at once (no FUSE_NOTIFY_INC_EPOCH) */
 #define SHORT_ENTRY_TIMEOUT_SECS 1.0
+/* how long an attribute notification waits for the kernel to instantiate an inode */
+#define NOTIFY_RETRY_US 200
+#define NOTIFY_RETRY_MAX_MS 2000
 /* the FUSE notification code that expires every cached dentry (protocol 7.44) */
 #define SFUSE_NOTIFY_INC_EPOCH 8
 
@@ -187,6 +197,14 @@ struct sfuse {
 	bool name_stop;
 	pthread_t name_thread;
 	bool name_running;
+
+	/*
+	 * Moved by every invalidation before it looks at the node table; an entry reply whose
+	 * request began before the move is not cached.  Replies hold reply_lock for reading,
+	 * the move holds it for writing.
+	 */
+	pthread_rwlock_t reply_lock;
+	u64 inval_epoch;
 
 	/* the kernel takes FUSE_NOTIFY_INC_EPOCH; else names are cached briefly */
 	bool epoch_notify;
@@ -575,6 +593,41 @@ static void *name_thread(void *arg)
 	return NULL;
 }
 
+static bool node_known(struct sfuse *sf, u64 ino)
+{
+	struct node *node;
+	bool known;
+
+	pthread_mutex_lock(&sf->nodes_mutex);
+	node = node_find(sf, ino);
+	known = node && node->nlookup > 0;
+	pthread_mutex_unlock(&sf->nodes_mutex);
+	return known;
+}
+
+/*
+ * Drop the kernel's attributes of ino.  If it has no such inode although we answered a
+ * lookup of it, its requester is instantiating it from our reply right now (or evicting it):
+ * wait until it has, so that the attributes it takes from that reply are dropped too.
+ */
+static void notify_attrs(struct sfuse *sf, u64 ino)
+{
+	u64 deadline = now_mono_ns() + NOTIFY_RETRY_MAX_MS * NSEC_PER_MSEC;
+	int ret;
+
+	counter_inc(fuse_notify_attrs);
+	while ((ret = fuse_lowlevel_notify_inval_inode(sf->se, ino, -1, 0)) == -ENOENT &&
+	       node_known(sf, ino)) {
+		if (now_mono_ns() > deadline) {
+			log_warn("the kernel did not take inode %llu from our reply within %u ms",
+				 (unsigned long long)ino, NOTIFY_RETRY_MAX_MS);
+			break;
+		}
+		counter_inc(fuse_notify_attrs_retry);
+		usleep(NOTIFY_RETRY_US);
+	}
+}
+
 static void drop_pages_later(struct sfuse *sf, u64 ino)
 {
 	struct ino_list il = { .inos = &ino, .nr = 1, .alloc = 1 };
@@ -607,12 +660,16 @@ void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writ
 
 	if (!sf->mounted)
 		return;
+	if (!writers_only) {
+		/* entry replies from now on, of requests that began before, aren't cached */
+		pthread_rwlock_wrlock(&sf->reply_lock);
+		sf->inval_epoch++;
+		pthread_rwlock_unlock(&sf->reply_lock);
+	}
 	collect_inodes(sf, first, last, writers_only, &il, &names);
 	if (!writers_only) {
-		for (size_t i = 0; i < il.nr; i++) {
-			counter_inc(fuse_notify_attrs);
-			fuse_lowlevel_notify_inval_inode(sf->se, il.inos[i], -1, 0);
-		}
+		for (size_t i = 0; i < il.nr; i++)
+			notify_attrs(sf, il.inos[i]);
 		if (names && sf->epoch_notify) {
 			counter_inc(fuse_notify_epoch);
 			notify_inc_epoch(sf);
@@ -753,20 +810,47 @@ static void attr_to_stat(const struct fs_attr *attr, struct stat *st)
 	st->st_ctim = attr->ctime;
 }
 
-static void reply_entry(fuse_req_t req, struct sfuse *sf, u64 parent, const char *name,
+/* where the invalidations were when a request began: see struct sfuse inval_epoch */
+static u64 inval_epoch(struct sfuse *sf)
+{
+	return __atomic_load_n(&sf->inval_epoch, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Fill in an entry reply, held under reply_lock until it is sent: cached for long unless an
+ * invalidation began since the request did (epoch), and recorded in the node table.
+ */
+static void entry_begin(struct sfuse *sf, u64 epoch, struct fuse_entry_param *e, u64 parent,
+			const char *name, const struct fs_attr *attr)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = attr->ino;
+	e->generation = 1;
+	attr_to_stat(attr, &e->attr);
+	pthread_rwlock_rdlock(&sf->reply_lock);
+	if (epoch == sf->inval_epoch) {
+		e->attr_timeout = CACHE_TIMEOUT_SECS;
+		e->entry_timeout = sf->entry_timeout;
+	} else {
+		counter_inc(fuse_entry_uncached);
+	}
+	node_looked_up(sf, attr->ino, parent, name, name ? strlen(name) : 0);
+}
+
+static void entry_end(struct sfuse *sf, int reply_ret, u64 ino)
+{
+	pthread_rwlock_unlock(&sf->reply_lock);
+	if (reply_ret != 0)
+		node_forget(sf, ino, 1); /* the kernel never got it (interrupted) */
+}
+
+static void reply_entry(fuse_req_t req, struct sfuse *sf, u64 epoch, u64 parent, const char *name,
 			const struct fs_attr *attr)
 {
 	struct fuse_entry_param e;
 
-	memset(&e, 0, sizeof(e));
-	e.ino = attr->ino;
-	e.generation = 1;
-	attr_to_stat(attr, &e.attr);
-	e.attr_timeout = CACHE_TIMEOUT_SECS;
-	e.entry_timeout = sf->entry_timeout;
-	node_looked_up(sf, attr->ino, parent, name, name ? strlen(name) : 0);
-	if (fuse_reply_entry(req, &e) != 0)
-		node_forget(sf, attr->ino, 1); /* the kernel never got it (interrupted) */
+	entry_begin(sf, epoch, &e, parent, name, attr);
+	entry_end(sf, fuse_reply_entry(req, &e), attr->ino);
 }
 
 static void reply_err(fuse_req_t req, int err)
@@ -789,6 +873,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	u64 epoch = inval_epoch(sf);
 	struct fs_attr attr;
 	int err;
 
@@ -796,7 +881,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (err < 0)
 		reply_err(req, err);
 	else
-		reply_entry(req, sf, parent, name, &attr);
+		reply_entry(req, sf, epoch, parent, name, &attr);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -907,6 +992,7 @@ static void do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	u64 epoch = inval_epoch(sf);
 	struct fs_attr attr;
 	int err;
 
@@ -914,7 +1000,7 @@ static void do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (err < 0)
 		reply_err(req, err);
 	else
-		reply_entry(req, sf, parent, name, &attr);
+		reply_entry(req, sf, epoch, parent, name, &attr);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -931,6 +1017,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	u64 epoch = inval_epoch(sf);
 	struct fs_attr attr;
 	int err;
 
@@ -938,13 +1025,14 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	if (err < 0)
 		reply_err(req, err);
 	else
-		reply_entry(req, sf, parent, name, &attr);
+		reply_entry(req, sf, epoch, parent, name, &attr);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	u64 epoch = inval_epoch(sf);
 	struct fs_attr attr;
 	int err;
 
@@ -952,7 +1040,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	if (err < 0)
 		reply_err(req, err);
 	else
-		reply_entry(req, sf, newparent, newname, &attr);
+		reply_entry(req, sf, epoch, newparent, newname, &attr);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1064,6 +1152,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
+	u64 epoch = inval_epoch(sf);
 	struct fuse_entry_param e;
 	struct fs_attr attr;
 	int err;
@@ -1074,19 +1163,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, err);
 		return;
 	}
-	memset(&e, 0, sizeof(e));
-	e.ino = attr.ino;
-	e.generation = 1;
-	attr_to_stat(&attr, &e.attr);
-	e.attr_timeout = CACHE_TIMEOUT_SECS;
-	e.entry_timeout = sf->entry_timeout;
-	node_looked_up(sf, attr.ino, parent, name, strlen(name));
+	entry_begin(sf, epoch, &e, parent, name, &attr);
 	set_open_flags(sf, attr.ino, fi);
-	if (fuse_reply_create(req, &e, fi) != 0) {
-		if (open_can_write(fi))
-			node_add_writer(sf, attr.ino, -1);
-		node_forget(sf, attr.ino, 1);
-	}
+	err = fuse_reply_create(req, &e, fi);
+	if (err != 0 && open_can_write(fi))
+		node_add_writer(sf, attr.ino, -1);
+	entry_end(sf, err, attr.ino);
 }
 
 static struct thread_buf read_tb = THREAD_BUF_INIT(false);
@@ -1338,6 +1420,7 @@ int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret)
 	sf->cfg = *cfg;
 	sf->fs = cfg->fs;
 	pthread_mutex_init(&sf->nodes_mutex, NULL);
+	pthread_rwlock_init(&sf->reply_lock, NULL);
 	pthread_mutex_init(&sf->name_mutex, NULL);
 	pthread_cond_init(&sf->name_cond, NULL);
 	pthread_mutex_init(&sf->drop_mutex, NULL);

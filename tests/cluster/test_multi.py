@@ -68,6 +68,10 @@ def wait_deleted(fs, ino, timeout=30):
         if not inode_exists(fs, ino):
             return True
         time.sleep(0.2)
+    for m in fs.mounts:
+        c = run(scoutfs_cmd("counters", "-p", m.path)).stdout
+        print(m.path, [line for line in c.splitlines()
+                       if "orphan" in line or "inode_" in line or "fuse_" in line])
     return False
 
 
@@ -323,6 +327,48 @@ def test_racing_renames_keep_one_name(cluster):
             names = sorted(n for n in os.listdir(p) if n.endswith(f"{r}") or f"{r}." in n)
             names = [n for n in names if n in (f"src{r}", f"dst{r}.1", f"dst{r}.2")]
             assert len(names) == 1 and names[0].startswith("dst"), (p, names)
+
+
+def test_link_of_a_vanishing_name_never_succeeds(cluster):
+    """
+    One mount keeps replacing and deleting a name, another links it to itself: link(c, c)
+    must fail every time (EEXIST, or ENOENT when the inode it looked up has lost its last
+    name meanwhile -- never bringing that inode back).
+    """
+    m = [x.path for x in cluster.mounts]
+    stop = threading.Event()
+
+    def replacer():
+        n = 0
+        while not stop.is_set():
+            tmp = f"{m[0]}/.t{n}"
+            write(tmp, str(n).encode())
+            os.rename(tmp, f"{m[0]}/c")
+            n += 1
+
+    def deleter():
+        while not stop.is_set():
+            try:
+                os.unlink(f"{m[2]}/c")
+            except FileNotFoundError:
+                pass
+
+    threads = [threading.Thread(target=replacer), threading.Thread(target=deleter)]
+    for t in threads:
+        t.start()
+    succeeded = 0
+    try:
+        for _ in range(1500):
+            try:
+                os.link(f"{m[1]}/c", f"{m[1]}/c")
+                succeeded += 1
+            except (FileExistsError, FileNotFoundError):
+                pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert succeeded == 0
 
 
 def test_write_races_truncate(cluster):
