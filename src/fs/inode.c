@@ -20,6 +20,7 @@
  * lets a later scan finish the job after a crash.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -108,6 +109,50 @@ void fs_inode_attr(const struct scoutfs_inode *si, u64 ino, struct fs_attr *attr
 u32 fs_mode_dtype(u32 mode)
 {
 	return scoutfs_mode_dtype(mode);
+}
+
+bool fs_capable(const struct fs_cred *cred, int cap)
+{
+	if (!cred)
+		return true;
+	if (cred->capable)
+		return cred->capable(cred->caller_arg, cap);
+	return cred->uid == 0;
+}
+
+bool fs_in_group(const struct fs_cred *cred, gid_t gid)
+{
+	if (!cred || cred->gid == gid)
+		return true;
+	return cred->in_group && cred->in_group(cred->caller_arg, gid);
+}
+
+bool fs_inode_owner_or_capable(const struct fs_cred *cred, const struct scoutfs_inode *si)
+{
+	return !cred || cred->uid == le32_to_cpu(si->uid) || fs_capable(cred, CAP_FOWNER);
+}
+
+/*
+ * The set-id bits a write by this caller removes: setuid, and setgid when the group may
+ * execute (without group execute it marks mandatory locking and stays), unless the caller
+ * holds CAP_FSETID.  The kernel does this itself for buffered writes, truncates and chowns
+ * (it sends us the new mode); direct I/O writes and ACL changes are left to us.
+ */
+bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si)
+{
+	u32 mode = le32_to_cpu(si->mode);
+	u32 kill = 0;
+
+	if (!S_ISREG(mode))
+		return false;
+	if (mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	if (!kill || fs_capable(cred, CAP_FSETID))
+		return false;
+	si->mode = cpu_to_le32(mode & ~kill);
+	return true;
 }
 
 struct lock_waiter fs_waiter(const struct fs_cred *cred)
@@ -591,8 +636,12 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 	if (err < 0)
 		goto end;
 
-	if (sa->valid & FS_SET_MODE)
+	if (sa->valid & FS_SET_MODE) {
 		fi.si.mode = cpu_to_le32((mode & S_IFMT) | (sa->mode & ~S_IFMT));
+		err = fs_acl_chmod(fs, &fi);
+		if (err < 0)
+			goto end;
+	}
 	if (sa->valid & FS_SET_UID)
 		fi.si.uid = cpu_to_le32(sa->uid);
 	if (sa->valid & FS_SET_GID)
