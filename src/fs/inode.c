@@ -133,10 +133,15 @@ bool fs_inode_owner_or_capable(const struct fs_cred *cred, const struct scoutfs_
 }
 
 /*
- * The set-id bits a write by this caller removes: setuid, and setgid when the group may
- * execute (without group execute it marks mandatory locking and stays), unless the caller
- * holds CAP_FSETID.  The kernel does this itself for buffered writes, truncates and chowns
- * (it sends us the new mode); direct I/O writes and ACL changes are left to us.
+ * The set-id bits a write or truncate by this caller removes, as the kernel decides for
+ * local filesystems: setuid; setgid when the group may execute, or when the caller is not
+ * in the file's group; none if the caller holds CAP_FSETID.
+ *
+ * FUSE leaves part of this to us (libfuse 3.14 cannot ask for HANDLE_KILLPRIV, and we
+ * measured what the kernel still does): before a buffered write or a truncate the kernel
+ * clears setuid and group-executable setgid itself, but it never clears a setgid bit
+ * without group execute, nothing at all for an O_TRUNC open (atomic_o_trunc) or for a
+ * direct I/O write.  Doing it here again is harmless for what the kernel did clear.
  */
 bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si)
 {
@@ -147,7 +152,8 @@ bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si)
 		return false;
 	if (mode & S_ISUID)
 		kill |= S_ISUID;
-	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	if ((mode & S_ISGID) &&
+	    ((mode & S_IXGRP) || !fs_in_group(cred, le32_to_cpu(si->gid))))
 		kill |= S_ISGID;
 	if (!kill || fs_capable(cred, CAP_FSETID))
 		return false;
@@ -658,8 +664,10 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 		fs_set_ts(&fi.si.ctime, sa->ctime);
 	else
 		fs_set_ts(&fi.si.ctime, now);
-	if (sa->valid & FS_SET_SIZE)
+	if (sa->valid & FS_SET_SIZE) {
 		fi.data_changed = true; /* even to the same size */
+		fs_inode_kill_suid(cred, &fi.si);
+	}
 	fi.dirty = true;
 	err = fs_change_write_inodes(&chg);
 	if (err == 0)
