@@ -56,6 +56,7 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	pthread_mutex_init(&fs->opts_mutex, NULL);
 	pthread_mutex_init(&fs->ino_mutex, NULL);
 	pthread_mutex_init(&fs->orphan_mutex, NULL);
+	pthread_mutex_init(&fs->delete_mutex, NULL);
 	pthread_cond_init(&fs->orphan_cond, NULL);
 	*ret = fs;
 	return 0;
@@ -82,6 +83,7 @@ void fs_destroy(struct fs_info *fs)
 	pthread_mutex_destroy(&fs->opts_mutex);
 	pthread_mutex_destroy(&fs->ino_mutex);
 	pthread_mutex_destroy(&fs->orphan_mutex);
+	pthread_mutex_destroy(&fs->delete_mutex);
 	pthread_cond_destroy(&fs->orphan_cond);
 	free(fs);
 }
@@ -277,11 +279,19 @@ static int orphan_scan_once(struct fs_info *fs)
 				continue;
 			}
 			counter_inc(orphan_scan_attempts);
+			pthread_mutex_lock(&fs->delete_mutex);
 			err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
-			if (err < 0)
+			if (err < 0) {
+				pthread_mutex_unlock(&fs->delete_mutex);
 				return err;
-			err = fs_delete_inode_items(fs, lock, ino);
+			}
+			/* the kernel may have looked it up again meanwhile (a handle) */
+			if (fs->up && fs->up->inode_in_use && fs->up->inode_in_use(fs->up_arg, ino))
+				err = 0;
+			else
+				err = fs_delete_inode_items(fs, lock, ino);
 			lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
+			pthread_mutex_unlock(&fs->delete_mutex);
 			if (err < 0) {
 				counter_inc(orphan_scan_error);
 				log_warn("orphan inode %llu could not be deleted: %s",

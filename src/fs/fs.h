@@ -172,6 +172,10 @@ int fs_unlink(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const cha
 	      size_t len);
 int fs_rmdir(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
 	     size_t len);
+/*
+ * NOREPLACE: EEXIST if the new name exists.  EXCHANGE: the two existing names swap inodes
+ * (of any types, across directories); ENOENT if the new name does not exist.
+ */
 enum fs_rename_flags {
 	FS_RENAME_NOREPLACE = 1 << 0,
 	FS_RENAME_EXCHANGE = 1 << 1,

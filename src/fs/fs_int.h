@@ -45,6 +45,12 @@ struct fs_info {
 	const struct fs_upcalls *up;
 	void *up_arg;
 
+	/*
+	 * Deleting an unlinked inode's items: the evict thread and the orphan scan may both
+	 * try the same inode, and cluster locks don't keep a mount's own threads apart.
+	 */
+	pthread_mutex_t delete_mutex;
+
 	pthread_mutex_t ino_mutex;
 	struct ino_pool dir_pool;
 	struct ino_pool file_pool;

@@ -565,9 +565,10 @@ void fs_evict(struct fs_info *fs, u64 ino)
 	if (err < 0 || le32_to_cpu(si.nlink) > 0)
 		return;
 
+	pthread_mutex_lock(&fs->delete_mutex);
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
 	if (err < 0)
-		return;
+		goto out;
 	if (!fs->up || !fs->up->inode_in_use || !fs->up->inode_in_use(fs->up_arg, ino)) {
 		err = fs_delete_inode_items(fs, lock, ino);
 		if (err < 0)
@@ -575,6 +576,8 @@ void fs_evict(struct fs_info *fs, u64 ino)
 				 (unsigned long long)ino, strerror(-err));
 	}
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
+out:
+	pthread_mutex_unlock(&fs->delete_mutex);
 }
 
 /* ---- attributes ---- */

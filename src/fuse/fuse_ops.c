@@ -17,6 +17,11 @@
  * the same inode or directory deadlocks in the kernel, and forgetting an inode (which may
  * delete a whole file) would hold up a request thread, so both are handed to threads of
  * their own.
+ *
+ * What we ask of the kernel at INIT: POSIX ACL enforcement with the acl option, no umask
+ * applied by the kernel (the fs layer applies it, or a default ACL instead), and parallel
+ * lookups in one directory, a flag libfuse 3.14 cannot send and we patch into its INIT reply
+ * (fuse_init.c).
  */
 #define FUSE_USE_VERSION 314
 

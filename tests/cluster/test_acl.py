@@ -169,3 +169,24 @@ def test_acl_mount_options_accepted(fs, opts):
     m = fs.mounts[0].path
     r = outcome(os.getxattr, m, "system.posix_acl_access")
     assert r == ("ENODATA" if opts == "acl" else "ENOTSUP")
+
+
+def test_acl_changes_seen_by_other_mounts(fs):
+    """The kernel of every mount enforces the ACL as last changed on any mount."""
+    fs.mount(0)
+    fs.mount(1)
+    os.chmod(fs.dir, 0o755)
+    m0, m1 = fs.mounts[0].path, fs.mounts[1].path
+    write_bytes(f"{m0}/f", b"shared", os.O_CREAT | os.O_WRONLY)
+    os.chmod(f"{m0}/f", 0o600)
+    assert as_user(BOB, BOB, [], read_bytes, f"{m1}/f") == "EACCES"
+    assert setfacl("-m", f"u:{BOB}:r", f"{m0}/f") == "ok"
+    assert as_user(BOB, BOB, [], read_bytes, f"{m1}/f") == b"shared"
+    assert getfacl(f"{m1}/f") == getfacl(f"{m0}/f")
+    assert setfacl("-x", f"u:{BOB}", f"{m1}/f") == "ok"
+    assert as_user(BOB, BOB, [], read_bytes, f"{m0}/f") == "EACCES"
+    # inheritance uses the default ACL another mount set
+    os.mkdir(f"{m0}/d")
+    assert setfacl("-d", "-m", f"u:{BOB}:rwx", f"{m1}/d") == "ok"
+    os.mkdir(f"{m0}/d/sub")
+    assert f"default:user:{BOB}:rwx" in getfacl(f"{m1}/d/sub")
