@@ -375,3 +375,58 @@ def _unlink_churn(fs):
         run(scoutfs_cmd("sync", "-p", m))
     fs.umount(0)
     fs.assert_clean()
+
+
+def test_telldir_offsets_stay_valid(mounted):
+    """
+    A telldir() offset taken before the directory changed still resumes right after the
+    entry it was taken at: removed entries are skipped, nothing is repeated.
+    """
+    import ctypes
+
+    class Dirent(ctypes.Structure):
+        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                    ("d_reclen", ctypes.c_uint16), ("d_type", ctypes.c_uint8),
+                    ("d_name", ctypes.c_char * 256)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir64.restype = ctypes.POINTER(Dirent)
+    libc.readdir64.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+
+    m = mounted.mounts[0].path
+    d = f"{m}/seek"
+    os.mkdir(d)
+    names = [f"e{i:04d}" for i in range(1000)]
+    for n in names:
+        open(f"{d}/{n}", "w").close()
+    dirp = libc.opendir(os.fsencode(d))
+    assert dirp
+    offsets = {}
+    order = []
+    while True:
+        e = libc.readdir64(dirp)
+        if not e:
+            break
+        name = e.contents.d_name.decode()
+        order.append(name)
+        offsets[name] = libc.telldir(dirp)  # resumes after this entry
+    assert order[:2] == [".", ".."] and order[2:] == names
+    # remove the entries right after e0499, and some later ones; add new ones
+    for n in names[500:510] + names[700:800:2]:
+        os.unlink(f"{d}/{n}")
+    for i in range(5):
+        open(f"{d}/late{i}", "w").close()
+    libc.seekdir(dirp, offsets["e0499"])
+    rest = []
+    while True:
+        e = libc.readdir64(dirp)
+        if not e:
+            break
+        rest.append(e.contents.d_name.decode())
+    libc.closedir(dirp)
+    gone = set(names[500:510] + names[700:800:2])
+    assert rest == [n for n in names[500:] if n not in gone] + [f"late{i}" for i in range(5)]
