@@ -30,6 +30,8 @@
 
 COUNTER_DEFINE(xattr_set);
 COUNTER_DEFINE(xattr_get);
+/* lookups of names an inode doesn't have (the kernel asks for security.capability per write) */
+COUNTER_DEFINE(xattr_get_missing);
 COUNTER_DEFINE(xattr_remove);
 
 #define PART_SIZE SCOUTFS_XATTR_PART_SIZE
@@ -403,6 +405,8 @@ ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, con
 	ret = fs_xattr_read(fs, lock, ino, name, val, size);
 	if (ret >= 0)
 		counter_inc(xattr_get);
+	else if (ret == -ENODATA)
+		counter_inc(xattr_get_missing);
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
 	return ret;
 }

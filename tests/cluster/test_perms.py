@@ -285,3 +285,26 @@ def test_mode_types_and_stat(posix_roots):
     for root in posix_roots:
         os.mkfifo(f"{root}/fifo", 0o640)
         assert stat.S_ISFIFO(os.stat(f"{root}/fifo").st_mode)
+
+
+def file_caps_scenario(root):
+    # a version 2 file capability: CAP_NET_BIND_SERVICE permitted
+    caps = (0x02000000).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") + bytes(12)
+    res = {}
+    for who in (OTHER, 0):
+        p = f"{root}/caps-{who}"
+        write_bytes(p, b"x", os.O_CREAT | os.O_WRONLY)
+        os.chmod(p, 0o777)
+        res[(who, "set")] = outcome(os.setxattr, p, "security.capability", caps)
+        op = (lambda p=p: write_bytes(p, b"y"))
+        res[(who, "write")] = run_as(who, op) if who else outcome(op)
+        res[(who, "after")] = sorted(os.listxattr(p))
+    return res
+
+
+def test_file_capabilities_dropped_on_write(posix_roots):
+    """A write removes security.capability (the kernel does it through our xattr ops)."""
+    ref, sfs = posix_roots
+    want = file_caps_scenario(ref)
+    assert file_caps_scenario(sfs) == want
+    assert want[(OTHER, "set")] == "ok" and want[(OTHER, "after")] == []
