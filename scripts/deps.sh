@@ -12,6 +12,7 @@ pkgs=(
 	libcmocka-dev                         # unit tests
 	python3-pytest python3-pytest-timeout # cluster tests
 	util-linux e2fsprogs                  # mount/umount, and mkfs.ext4 for bench baselines
+	acl                                   # setfacl/getfacl for the ACL tests
 )
 
 missing=()

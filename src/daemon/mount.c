@@ -322,6 +322,10 @@ int mount_attach(struct mount *m, char *why, size_t why_len)
 		.fsname = m->data_path,
 		.allow_other = true,
 		.max_threads = 32,
+		.acl = m->mo.acl,
+		.nosuid = m->mo.nosuid,
+		.nodev = m->mo.nodev,
+		.noexec = m->mo.noexec,
 	};
 	char sock[256];
 	dev_t dev;

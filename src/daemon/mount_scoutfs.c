@@ -38,7 +38,7 @@ static void usage(void)
 		"described in scoutfs(5): metadev_path=PATH (required), quorum_slot_nr=N,\n"
 		"quorum_heartbeat_timeout_ms=, tcp_keepalive_timeout_ms=, orphan_scan_delay_ms=,\n"
 		"log_merge_wait_timeout_ms=, lock_idle_count=, ino_alloc_per_lock=,\n"
-		"data_prealloc_blocks=, data_prealloc_contig_only=, noacl.\n");
+		"data_prealloc_blocks=, data_prealloc_contig_only=, acl (the default), noacl.\n");
 }
 
 /* the daemon next to this program, unless $SCOUTFS_DAEMON names another */

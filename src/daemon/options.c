@@ -21,7 +21,7 @@ void mount_options_defaults(struct mount_options *mo)
 	mo->ino_alloc_per_lock = 1024;
 	mo->data_prealloc_blocks = 2048;
 	mo->data_prealloc_contig_only = true;
-	mo->acl = false;
+	mo->acl = true;
 }
 
 struct num_opt {
@@ -118,8 +118,8 @@ static int parse_one(struct mount_options *mo, char *opt, bool *slot_seen, char 
 	}
 	if (!val) {
 		if (strcmp(opt, "acl") == 0) {
-			snprintf(why, why_len, "acl: POSIX ACLs are not supported yet; mount with noacl");
-			return -EOPNOTSUPP;
+			mo->acl = true;
+			return 0;
 		}
 		if (strcmp(opt, "noacl") == 0) {
 			mo->acl = false;

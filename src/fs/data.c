@@ -401,6 +401,8 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 	ret = finish_truncate(fs, &fi);
 	if (ret < 0)
 		goto unlock;
+	if (fs_inode_kill_suid(cred, &fi.si))
+		fi.dirty = true; /* written with the first pass */
 	if (append)
 		off = le64_to_cpu(fi.si.size);
 	if (off > FS_MAX_FILE_SIZE || len > FS_MAX_FILE_SIZE - off) {

@@ -285,6 +285,7 @@ static int create_common(struct fs_info *fs, const struct fs_cred *cred, u64 dir
 	struct fs_inode di = { .ino = dir };
 	struct fs_inode ni = { 0 };
 	struct timespec now = fs_now();
+	struct fs_acl_inherit inh = { 0 };
 	struct scoutfs_dirent d;
 	struct fs_change chg;
 	struct lock *locks[2];
@@ -322,15 +323,21 @@ static int create_common(struct fs_info *fs, const struct fs_cred *cred, u64 dir
 		err = -EMLINK;
 		goto unlock;
 	}
+	err = fs_acl_inherit_prepare(fs, cred, &di, mode, &inh);
+	if (err < 0)
+		goto unlock;
 
 	fs_change_init(&chg, fs);
-	init_new_inode(&ni, cred, &di, mode, rdev, now);
+	init_new_inode(&ni, cred, &di, inh.mode, rdev, now);
 	fs_change_add(&chg, &di);
 	fs_change_add(&chg, &ni);
 	err = fs_change_begin(&chg, cred, TRANS_HOLD_ALLOC);
 	if (err < 0)
 		goto unlock;
 
+	err = fs_acl_inherit_store(fs, &ni, &inh);
+	if (err < 0)
+		goto end;
 	if (target) {
 		err = write_symlink(fs, &ni, target, strlen(target));
 		if (err < 0)
@@ -352,6 +359,7 @@ end:
 	fs_change_end(&chg);
 unlock:
 	lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_WRITE);
+	fs_acl_inherit_free(&inh);
 	return err;
 }
 
@@ -701,6 +709,84 @@ struct rename_ctx {
 	bool have_tgt;
 };
 
+/*
+ * RENAME_EXCHANGE: the two names swap inodes.  Each entry is deleted and added again with the
+ * other inode (and a new position, as every renamed entry gets); a directory that changes
+ * parent moves a link from its old parent to its new one.  Neither directory may end up
+ * below the other directory it moves into.
+ */
+static int exchange_locked(struct fs_info *fs, const struct fs_cred *cred, struct rename_ctx *rc,
+			   struct fs_inode *nd, const char *old_name, size_t old_len,
+			   const char *new_name, size_t new_len)
+{
+	struct timespec now = fs_now();
+	bool src_dir = S_ISDIR(le32_to_cpu(rc->src.si.mode));
+	bool tgt_dir;
+	bool ancestor;
+	struct fs_change chg;
+	int err;
+
+	if (!rc->have_tgt)
+		return -ENOENT;
+	if (rc->tgt.ino == rc->src.ino)
+		return 0;
+	tgt_dir = S_ISDIR(le32_to_cpu(rc->tgt.si.mode));
+	if (nd != &rc->od) {
+		if (src_dir) {
+			err = is_ancestor(fs, cred, rc->src.ino, nd->ino, &ancestor);
+			if (err < 0)
+				return err;
+			if (ancestor)
+				return -EINVAL;
+		}
+		if (tgt_dir) {
+			err = is_ancestor(fs, cred, rc->tgt.ino, rc->od.ino, &ancestor);
+			if (err < 0)
+				return err;
+			if (ancestor)
+				return -EINVAL;
+		}
+	}
+
+	fs_change_init(&chg, fs);
+	fs_change_add(&chg, &rc->od);
+	fs_change_add(&chg, nd);
+	fs_change_add(&chg, &rc->src);
+	fs_change_add(&chg, &rc->tgt);
+	err = fs_change_begin(&chg, cred, TRANS_HOLD_ALLOC);
+	if (err < 0)
+		return err;
+	err = del_entry(fs, &rc->od, &rc->old_d, old_len, rc->src.lock);
+	if (err == 0)
+		err = del_entry(fs, nd, &rc->new_d, new_len, rc->tgt.lock);
+	if (err == 0)
+		err = add_entry(fs, &rc->od, old_name, old_len, rc->tgt.ino,
+				le32_to_cpu(rc->tgt.si.mode), rc->tgt.lock, NULL);
+	if (err == 0)
+		err = add_entry(fs, nd, new_name, new_len, rc->src.ino,
+				le32_to_cpu(rc->src.si.mode), rc->src.lock, NULL);
+	if (err < 0)
+		goto end;
+	if (nd != &rc->od && src_dir != tgt_dir) {
+		/* one directory changes parent without the other moving back */
+		s32 delta = src_dir ? 1 : -1;
+
+		rc->od.si.nlink = cpu_to_le32(le32_to_cpu(rc->od.si.nlink) - delta);
+		nd->si.nlink = cpu_to_le32(le32_to_cpu(nd->si.nlink) + delta);
+	}
+	touch_times(&rc->od.si, now, true);
+	touch_times(&nd->si, now, true);
+	touch_times(&rc->src.si, now, false);
+	touch_times(&rc->tgt.si, now, false);
+	rc->od.dirty = nd->dirty = rc->src.dirty = rc->tgt.dirty = true;
+	err = fs_change_write_inodes(&chg);
+	if (err == 0)
+		counter_inc(dir_rename);
+end:
+	fs_change_end(&chg);
+	return err;
+}
+
 static int rename_locked(struct fs_info *fs, const struct fs_cred *cred, struct rename_ctx *rc,
 			 const char *old_name, size_t old_len, const char *new_name,
 			 size_t new_len, int flags)
@@ -737,6 +823,8 @@ static int rename_locked(struct fs_info *fs, const struct fs_cred *cred, struct 
 		return err == -ENOENT ? -EAGAIN : err;
 	src_dir = S_ISDIR(le32_to_cpu(rc->src.si.mode));
 
+	if (flags & FS_RENAME_EXCHANGE)
+		return exchange_locked(fs, cred, rc, nd, old_name, old_len, new_name, new_len);
 	if (rc->have_tgt) {
 		if (flags & FS_RENAME_NOREPLACE)
 			return -EEXIST;
@@ -816,8 +904,9 @@ int fs_rename(struct fs_info *fs, const struct fs_cred *cred, u64 old_dir, const
 	u64 inos[4];
 	int nr, err, tries = 0;
 
-	if (flags & ~FS_RENAME_NOREPLACE)
-		return -EINVAL; /* RENAME_EXCHANGE and WHITEOUT are not supported yet */
+	if ((flags & ~(FS_RENAME_NOREPLACE | FS_RENAME_EXCHANGE)) ||
+	    ((flags & FS_RENAME_NOREPLACE) && (flags & FS_RENAME_EXCHANGE)))
+		return -EINVAL;
 	err = check_name(old_name, old_len);
 	if (err == 0)
 		err = check_name(new_name, new_len);

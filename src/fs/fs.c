@@ -59,6 +59,7 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
 		pthread_rwlock_init(&fs->xattr_locks[i], NULL);
 	pthread_mutex_init(&fs->orphan_mutex, NULL);
+	pthread_mutex_init(&fs->delete_mutex, NULL);
 	pthread_cond_init(&fs->orphan_cond, NULL);
 	*ret = fs;
 	return 0;
@@ -87,6 +88,7 @@ void fs_destroy(struct fs_info *fs)
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
 		pthread_rwlock_destroy(&fs->xattr_locks[i]);
 	pthread_mutex_destroy(&fs->orphan_mutex);
+	pthread_mutex_destroy(&fs->delete_mutex);
 	pthread_cond_destroy(&fs->orphan_cond);
 	free(fs);
 }
@@ -290,16 +292,21 @@ static int orphan_scan_once(struct fs_info *fs)
 				continue;
 			}
 			counter_inc(orphan_scan_attempts);
+			pthread_mutex_lock(&fs->delete_mutex);
 			err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
-			if (err < 0)
+			if (err < 0) {
+				pthread_mutex_unlock(&fs->delete_mutex);
 				return err;
+			}
+			/* the kernel (here or elsewhere) may have looked it up again meanwhile */
 			if (fs_inode_used_anywhere(fs, ino)) {
 				counter_inc(orphan_scan_omap_set);
-				lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
-				continue;
+				err = 0;
+			} else {
+				err = fs_delete_inode_items(fs, lock, ino);
 			}
-			err = fs_delete_inode_items(fs, lock, ino);
 			lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
+			pthread_mutex_unlock(&fs->delete_mutex);
 			if (err < 0) {
 				counter_inc(orphan_scan_error);
 				log_warn("orphan inode %llu could not be deleted: %s",

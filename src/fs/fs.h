@@ -9,8 +9,11 @@
  * index locks), then holds the transaction, then reads and writes items through the item
  * cache.  Inode numbers are FUSE node ids; the root directory is inode 1.
  *
- * Errors are negative errno values with the meaning POSIX gives them.  Permission checks are
- * made by the kernel (the mount uses default_permissions) from the attributes returned here.
+ * Errors are negative errno values with the meaning POSIX gives them.  Access checks are
+ * made by the kernel (the mount uses default_permissions, and POSIX ACLs with the acl option)
+ * from the attributes and ACLs returned here; the fs layer makes the checks the kernel leaves
+ * to filesystems: who may set ACLs and tagged xattrs, which xattr names a caller may list,
+ * and the set-id bits that writes and ACL changes clear.
  */
 #ifndef SCOUTFS_FS_H
 #define SCOUTFS_FS_H
@@ -32,7 +35,7 @@ struct client;
 struct dev;
 struct block_cache;
 
-/* the caller of an operation */
+/* the caller of an operation (fsuid and fsgid) */
 struct fs_cred {
 	uid_t uid;
 	gid_t gid;
@@ -53,7 +56,16 @@ struct fs_cred {
 	 * mount can read the file.
 	 */
 	bool open_for_write;
+	/* does the caller hold capability cap (CAP_*)?  NULL: only uid 0 does */
+	bool (*capable)(void *arg, int cap);
+	/* is gid the caller's fsgid or one of its supplementary groups?  NULL: fsgid only */
+	bool (*in_group)(void *arg, gid_t gid);
+	void *caller_arg;
 };
+
+/* a NULL cred is the filesystem itself, which may do anything */
+bool fs_capable(const struct fs_cred *cred, int cap);
+bool fs_in_group(const struct fs_cred *cred, gid_t gid);
 
 /* attributes of an inode as stat(2) and the archival commands show them */
 struct fs_attr {
@@ -105,6 +117,7 @@ struct fs_options {
 	u64 data_prealloc_blocks;
 	bool data_prealloc_contig_only;
 	u32 ino_alloc_per_lock;
+	/* POSIX ACLs: stored, inherited and kept in step with the mode (else EOPNOTSUPP) */
 	bool acl;
 };
 
@@ -170,7 +183,10 @@ int fs_lookup(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const cha
 int fs_getattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, struct fs_attr *attr);
 int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const struct fs_setattr *sa,
 	       struct fs_attr *attr);
-/* create a regular file, directory, device, fifo or socket (mode includes the type) */
+/*
+ * Create a regular file, directory, device, fifo or socket (mode includes the type).  The
+ * caller's umask applies unless the directory has a default ACL, which is inherited instead.
+ */
 int fs_mknod(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
 	     size_t len, u32 mode, u32 rdev, struct fs_attr *attr);
 int fs_symlink(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
@@ -183,6 +199,10 @@ int fs_unlink(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const cha
 	      size_t len);
 int fs_rmdir(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const char *name,
 	     size_t len);
+/*
+ * NOREPLACE: EEXIST if the new name exists.  EXCHANGE: the two existing names swap inodes
+ * (of any types, across directories); ENOENT if the new name does not exist.
+ */
 enum fs_rename_flags {
 	FS_RENAME_NOREPLACE = 1 << 0,
 	FS_RENAME_EXCHANGE = 1 << 1,

@@ -54,6 +54,11 @@ struct fs_info {
 	 * lock), so a reader never sees an xattr half replaced.
 	 */
 	pthread_rwlock_t xattr_locks[FS_XATTR_LOCKS];
+	/*
+	 * Deleting an unlinked inode's items: the evict thread and the orphan scan may both
+	 * try the same inode, and cluster locks don't keep a mount's own threads apart.
+	 */
+	pthread_mutex_t delete_mutex;
 
 	pthread_mutex_t ino_mutex;
 	struct ino_pool dir_pool;
@@ -182,6 +187,9 @@ struct lock_waiter fs_waiter(const struct fs_cred *cred);
 bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino);
 /* lock flags for a request: LOCK_KERNEL_PAGES if it holds kernel page locks */
 int fs_lock_flags(const struct fs_cred *cred);
+bool fs_inode_owner_or_capable(const struct fs_cred *cred, const struct scoutfs_inode *si);
+/* clear the set-id bits a write by cred removes; true if the mode changed */
+bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si);
 
 /* ---- data (data.c) ---- */
 
@@ -194,5 +202,58 @@ int fs_data_truncate(struct fs_info *fs, const struct fs_cred *cred, struct fs_i
 /* ---- xattrs (xattr.c) ---- */
 
 int fs_xattr_delete_all(struct fs_info *fs, struct lock *lock, u64 ino, int max, int *nr);
+/* a value by name under the inode's lock: its length, -ENODATA, -ERANGE (size 0: length) */
+ssize_t fs_xattr_read(struct fs_info *fs, struct lock *lock, u64 ino, const char *name,
+		      void *val, size_t size);
+/* create or replace an xattr of a locked inode inside a begun change */
+int fs_xattr_store(struct fs_info *fs, struct fs_inode *fi, const char *name, const void *val,
+		   size_t size);
+/* remove an xattr of a locked inode inside a begun change; -ENODATA if it has none */
+int fs_xattr_remove(struct fs_info *fs, struct fs_inode *fi, const char *name);
+
+/* ---- POSIX ACLs (acl.c) ---- */
+
+enum fs_acl_type {
+	FS_ACL_ACCESS = 1,
+	FS_ACL_DEFAULT = 2,
+};
+
+#define FS_ACL_ACCESS_NAME "system.posix_acl_access"
+#define FS_ACL_DEFAULT_NAME "system.posix_acl_default"
+
+bool fs_acl_enabled(struct fs_info *fs);
+/* FS_ACL_ACCESS or FS_ACL_DEFAULT for the ACL xattr names, else 0 */
+int fs_acl_type(const char *name, size_t len);
+/*
+ * Before setting an ACL xattr of a locked inode: check the caller may, validate the value,
+ * and apply an access ACL to the mode (in fi->si).  *store is false when the ACL is only a
+ * mode and any stored access ACL must go instead.
+ */
+int fs_acl_prepare_set(struct fs_info *fs, const struct fs_cred *cred, struct fs_inode *fi,
+		       int type, const void *val, size_t size, bool *store);
+int fs_acl_prepare_remove(struct fs_info *fs, const struct fs_cred *cred, struct fs_inode *fi,
+			  int type);
+/* chmod of a locked inode inside a begun change: keep its access ACL in step with the mode */
+int fs_acl_chmod(struct fs_info *fs, struct fs_inode *fi);
+
+/* what a new inode inherits from its directory: the mode and the ACLs to store */
+struct fs_acl_inherit {
+	u32 mode;
+	void *access;
+	size_t access_size;
+	void *def;
+	size_t def_size;
+};
+
+/*
+ * Apply the directory's default ACL (or else the umask) to the mode of a new inode; the
+ * directory is locked.  Free with fs_acl_inherit_free.
+ */
+int fs_acl_inherit_prepare(struct fs_info *fs, const struct fs_cred *cred,
+			   const struct fs_inode *dir, u32 mode, struct fs_acl_inherit *inh);
+/* store the inherited ACLs of a new inode inside its creating change */
+int fs_acl_inherit_store(struct fs_info *fs, struct fs_inode *fi,
+			 const struct fs_acl_inherit *inh);
+void fs_acl_inherit_free(struct fs_acl_inherit *inh);
 
 #endif

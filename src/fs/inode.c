@@ -20,6 +20,7 @@
  * lets a later scan finish the job after a crash.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -110,6 +111,56 @@ void fs_inode_attr(const struct scoutfs_inode *si, u64 ino, struct fs_attr *attr
 u32 fs_mode_dtype(u32 mode)
 {
 	return scoutfs_mode_dtype(mode);
+}
+
+bool fs_capable(const struct fs_cred *cred, int cap)
+{
+	if (!cred)
+		return true;
+	if (cred->capable)
+		return cred->capable(cred->caller_arg, cap);
+	return cred->uid == 0;
+}
+
+bool fs_in_group(const struct fs_cred *cred, gid_t gid)
+{
+	if (!cred || cred->gid == gid)
+		return true;
+	return cred->in_group && cred->in_group(cred->caller_arg, gid);
+}
+
+bool fs_inode_owner_or_capable(const struct fs_cred *cred, const struct scoutfs_inode *si)
+{
+	return !cred || cred->uid == le32_to_cpu(si->uid) || fs_capable(cred, CAP_FOWNER);
+}
+
+/*
+ * The set-id bits a write or truncate by this caller removes, as the kernel decides for
+ * local filesystems: setuid; setgid when the group may execute, or when the caller is not
+ * in the file's group; none if the caller holds CAP_FSETID.
+ *
+ * FUSE leaves part of this to us (libfuse 3.14 cannot ask for HANDLE_KILLPRIV, and we
+ * measured what the kernel still does): before a buffered write or a truncate the kernel
+ * clears setuid and group-executable setgid itself, but it never clears a setgid bit
+ * without group execute, nothing at all for an O_TRUNC open (atomic_o_trunc) or for a
+ * direct I/O write.  Doing it here again is harmless for what the kernel did clear.
+ */
+bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si)
+{
+	u32 mode = le32_to_cpu(si->mode);
+	u32 kill = 0;
+
+	if (!S_ISREG(mode))
+		return false;
+	if (mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((mode & S_ISGID) &&
+	    ((mode & S_IXGRP) || !fs_in_group(cred, le32_to_cpu(si->gid))))
+		kill |= S_ISGID;
+	if (!kill || fs_capable(cred, CAP_FSETID))
+		return false;
+	si->mode = cpu_to_le32(mode & ~kill);
+	return true;
 }
 
 struct lock_waiter fs_waiter(const struct fs_cred *cred)
@@ -553,9 +604,10 @@ void fs_evict(struct fs_info *fs, u64 ino)
 	if (err < 0 || le32_to_cpu(si.nlink) > 0)
 		return;
 
+	pthread_mutex_lock(&fs->delete_mutex);
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
 	if (err < 0)
-		return;
+		goto out;
 	/* another mount still using it deletes it when it lets go (or an orphan scan does) */
 	if (!fs_inode_used_anywhere(fs, ino)) {
 		err = fs_delete_inode_items(fs, lock, ino);
@@ -564,6 +616,8 @@ void fs_evict(struct fs_info *fs, u64 ino)
 				 (unsigned long long)ino, strerror(-err));
 	}
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
+out:
+	pthread_mutex_unlock(&fs->delete_mutex);
 }
 
 /* ---- attributes ---- */
@@ -631,8 +685,12 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 	if (err < 0)
 		goto end;
 
-	if (sa->valid & FS_SET_MODE)
+	if (sa->valid & FS_SET_MODE) {
 		fi.si.mode = cpu_to_le32((mode & S_IFMT) | (sa->mode & ~S_IFMT));
+		err = fs_acl_chmod(fs, &fi);
+		if (err < 0)
+			goto end;
+	}
 	if (sa->valid & FS_SET_UID)
 		fi.si.uid = cpu_to_le32(sa->uid);
 	if (sa->valid & FS_SET_GID)
@@ -649,8 +707,10 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 		fs_set_ts(&fi.si.ctime, sa->ctime);
 	else
 		fs_set_ts(&fi.si.ctime, now);
-	if (sa->valid & FS_SET_SIZE)
+	if (sa->valid & FS_SET_SIZE) {
 		fi.data_changed = true; /* even to the same size */
+		fs_inode_kill_suid(cred, &fi.si);
+	}
 	fi.dirty = true;
 	err = fs_change_write_inodes(&chg);
 	if (err == 0)

@@ -8,13 +8,17 @@
  * value is replaced, so an xattr keeps its place.  Lookups walk the items with the name's
  * hash and compare names, so hash collisions are harmless.
  *
- * Names live in namespaces: user., trusted., security. and scoutfs.; the kernel checks the
- * caller's rights for the first three.  scoutfs. names carry tags: hide. keeps a name out of
- * listxattr; the indexing tags srch., totl. and indx. are refused until they are
- * implemented, rather than silently storing an xattr that indexes nothing.  POSIX ACL names
- * are refused while ACLs are not supported.
+ * Names live in namespaces: user., trusted., security., system.posix_acl_{access,default}
+ * and scoutfs.; any other prefix is EOPNOTSUPP.  The kernel's VFS checks the caller's rights
+ * for user. and trusted. names (and refuses user. xattrs on anything but files and
+ * directories); what it leaves to us is hiding trusted. names from unprivileged listers,
+ * the ACL names (acl.c), and the scoutfs. tags: only CAP_SYS_ADMIN may set or remove a
+ * tagged name, hide. keeps a name out of listxattr, and the indexing tags srch., totl. and
+ * indx. are refused with EOPNOTSUPP until the archival indexes are built, rather than
+ * silently storing an xattr that indexes nothing.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +30,8 @@
 
 COUNTER_DEFINE(xattr_set);
 COUNTER_DEFINE(xattr_get);
+/* lookups of names an inode doesn't have (the kernel asks for security.capability per write) */
+COUNTER_DEFINE(xattr_get_missing);
 COUNTER_DEFINE(xattr_remove);
 
 #define PART_SIZE SCOUTFS_XATTR_PART_SIZE
@@ -48,19 +54,24 @@ static unsigned int nr_parts(size_t name_len, size_t val_len)
 	return (unsigned int)DIV_ROUND_UP(HDR_SIZE + name_len + val_len, PART_SIZE);
 }
 
-/* check the name's namespace and parse scoutfs. tags */
-static int parse_name(const struct fs_cred *cred, const char *name, size_t len,
-		      struct xattr_tags *tags)
+/*
+ * Check the name's namespace and parse scoutfs. tags.  Tags are five characters each
+ * ("hide." ...) right after "scoutfs.", in any order; the rest is the free-form name.
+ */
+static int parse_name(const char *name, size_t len, struct xattr_tags *tags, int *acl_type)
 {
 	static const char *const prefixes[] = { "user.", "trusted.", "security." };
 	const char *p;
 	size_t rest;
 
 	memset(tags, 0, sizeof(*tags));
+	*acl_type = fs_acl_type(name, len);
 	if (len == 0)
 		return -EINVAL;
 	if (len > SCOUTFS_XATTR_MAX_NAME_LEN)
 		return -ERANGE;
+	if (*acl_type)
+		return 0;
 	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
 		size_t plen = strlen(prefixes[i]);
 
@@ -68,7 +79,7 @@ static int parse_name(const struct fs_cred *cred, const char *name, size_t len,
 			return 0;
 	}
 	if (len <= 8 || strncmp(name, "scoutfs.", 8) != 0)
-		return -EOPNOTSUPP; /* system.* (ACLs) and unknown namespaces */
+		return -EOPNOTSUPP; /* other system. names and unknown namespaces */
 
 	p = name + 8;
 	rest = len - 8;
@@ -92,21 +103,31 @@ static int parse_name(const struct fs_cred *cred, const char *name, size_t len,
 		rest -= 5;
 	}
 	if (!(tags->hide || tags->srch || tags->totl || tags->indx)) {
-		/* the only reason for the scoutfs. namespace is tags */
+		/* the only reason for the scoutfs. namespace is tags (short names slip through) */
 		if (len >= 14)
 			return -EINVAL;
 		return 0;
 	}
 	if (tags->totl && tags->indx)
 		return -EINVAL;
-	if (tags->srch || tags->totl || tags->indx)
-		return -EOPNOTSUPP; /* indexing xattrs are not implemented yet */
 	return 0;
 }
 
-static bool tagged(const struct xattr_tags *tags)
+/*
+ * May the caller set or remove this name?  Tagged scoutfs. names need CAP_SYS_ADMIN; the
+ * indexing tags are not implemented yet.
+ */
+static int check_tags_change(const struct fs_cred *cred, const char *name,
+			     const struct xattr_tags *tags)
 {
-	return tags->hide || tags->srch || tags->totl || tags->indx;
+	if ((tags->hide || tags->srch || tags->totl || tags->indx) &&
+	    !fs_capable(cred, CAP_SYS_ADMIN))
+		return -EPERM;
+	if (tags->srch || tags->totl || tags->indx) {
+		log_info("xattr %s: the srch., totl. and indx. tags are not supported yet", name);
+		return -EOPNOTSUPP;
+	}
+	return 0;
 }
 
 struct found_xattr {
@@ -200,6 +221,94 @@ static int write_parts(struct fs_info *fs, struct lock *lock, u64 ino, const cha
 	return 0;
 }
 
+/* read a value of up to size bytes (size 0: just its length) */
+static ssize_t read_value(struct fs_info *fs, struct lock *lock, u64 ino, const char *name,
+			  size_t len, const struct found_xattr *fx, void *val, size_t size)
+{
+	u64 hash = xattr_hash(name, len);
+	u8 part[PART_SIZE];
+	struct scoutfs_key key;
+	size_t off = 0, bytes;
+	u8 *v = val;
+	int ret;
+
+	if (size == 0)
+		return fx->val_len;
+	if (size < fx->val_len)
+		return -ERANGE;
+	for (unsigned int p = 0; p < fx->parts; p++) {
+		key = xattr_key(ino, hash, fx->id, (u8)p);
+		ret = item_lookup(fs->ic, lock, &key, part, sizeof(part));
+		if (ret < 0)
+			return ret == -ENOENT ? -EIO : ret;
+		if (p == 0) {
+			if ((size_t)ret < HDR_SIZE + len)
+				return -EIO;
+			bytes = (size_t)ret - HDR_SIZE - len;
+			if (bytes > fx->val_len)
+				return -EIO;
+			memcpy(v, part + HDR_SIZE + len, bytes);
+		} else {
+			bytes = (size_t)ret;
+			if (off + bytes > fx->val_len)
+				return -EIO;
+			memcpy(v + off, part, bytes);
+		}
+		off += bytes;
+	}
+	if (off != fx->val_len)
+		return -EIO;
+	return fx->val_len;
+}
+
+ssize_t fs_xattr_read(struct fs_info *fs, struct lock *lock, u64 ino, const char *name,
+		      void *val, size_t size)
+{
+	size_t len = strlen(name);
+	struct found_xattr fx;
+	int err;
+
+	err = find_xattr(fs, lock, ino, name, len, &fx);
+	if (err < 0)
+		return err == -ENOENT ? -ENODATA : err;
+	return read_value(fs, lock, ino, name, len, &fx, val, size);
+}
+
+int fs_xattr_store(struct fs_info *fs, struct fs_inode *fi, const char *name, const void *val,
+		   size_t size)
+{
+	size_t len = strlen(name);
+	struct found_xattr fx;
+	u64 id;
+	int err;
+
+	err = find_xattr(fs, fi->lock, fi->ino, name, len, &fx);
+	if (err == 0) {
+		err = delete_parts(fs, fi->lock, fi->ino, xattr_hash(name, len), &fx);
+		id = fx.id;
+	} else if (err == -ENOENT) {
+		id = le64_to_cpu(fi->si.next_xattr_id);
+		fi->si.next_xattr_id = cpu_to_le64(id + 1);
+		fi->dirty = true;
+		err = 0;
+	}
+	if (err == 0)
+		err = write_parts(fs, fi->lock, fi->ino, name, len, id, val, size);
+	return err;
+}
+
+int fs_xattr_remove(struct fs_info *fs, struct fs_inode *fi, const char *name)
+{
+	size_t len = strlen(name);
+	struct found_xattr fx;
+	int err;
+
+	err = find_xattr(fs, fi->lock, fi->ino, name, len, &fx);
+	if (err < 0)
+		return err == -ENOENT ? -ENODATA : err;
+	return delete_parts(fs, fi->lock, fi->ino, xattr_hash(name, len), &fx);
+}
+
 int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const char *name,
 		const void *val, size_t size, int flags)
 {
@@ -209,20 +318,22 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	struct xattr_tags tags;
 	struct found_xattr fx;
 	struct fs_change chg;
+	bool store = true;
+	int acl_type;
 	bool exists;
-	u64 id;
 	int err;
 
 	if ((flags & (FS_XATTR_CREATE | FS_XATTR_REPLACE)) == (FS_XATTR_CREATE | FS_XATTR_REPLACE) ||
 	    (flags & ~(FS_XATTR_CREATE | FS_XATTR_REPLACE)))
 		return -EINVAL;
-	err = parse_name(cred, name, len, &tags);
+	err = parse_name(name, len, &tags, &acl_type);
 	if (err < 0)
 		return err;
 	if (size > SCOUTFS_XATTR_MAX_VAL_LEN)
 		return -E2BIG;
-	if (tagged(&tags) && cred && cred->uid != 0)
-		return -EPERM;
+	err = check_tags_change(cred, name, &tags);
+	if (err < 0)
+		return err;
 
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
@@ -231,6 +342,12 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err < 0)
 		goto unlock;
+	if (acl_type) {
+		/* may change the mode, and decide that an ACL is only a mode */
+		err = fs_acl_prepare_set(fs, cred, &fi, acl_type, val, size, &store);
+		if (err < 0)
+			goto unlock;
+	}
 	err = find_xattr(fs, fi.lock, ino, name, len, &fx);
 	if (err < 0 && err != -ENOENT)
 		goto unlock;
@@ -249,15 +366,10 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	err = fs_change_begin(&chg, cred, TRANS_HOLD_ALLOC);
 	if (err < 0)
 		goto unlock;
-	if (exists) {
-		err = delete_parts(fs, fi.lock, ino, xattr_hash(name, len), &fx);
-		id = fx.id;
-	} else {
-		id = le64_to_cpu(fi.si.next_xattr_id);
-		fi.si.next_xattr_id = cpu_to_le64(id + 1);
-	}
-	if (err == 0)
-		err = write_parts(fs, fi.lock, ino, name, len, id, val, size);
+	if (store)
+		err = fs_xattr_store(fs, &fi, name, val, size);
+	else if (exists)
+		err = fs_xattr_remove(fs, &fi, name);
 	if (err == 0) {
 		fs_set_ts(&fi.si.ctime, fs_now());
 		fi.dirty = true;
@@ -277,72 +389,51 @@ ssize_t fs_getxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, con
 {
 	struct lock_waiter w = fs_waiter(cred);
 	size_t len = strlen(name);
-	u64 hash = xattr_hash(name, len);
-	u8 part[PART_SIZE];
 	struct xattr_tags tags;
-	struct found_xattr fx;
-	struct scoutfs_key key;
 	struct lock *lock;
-	size_t off = 0, bytes;
-	u8 *v = val;
+	int acl_type;
 	ssize_t ret;
 
-	ret = parse_name(cred, name, len, &tags);
+	ret = parse_name(name, len, &tags, &acl_type);
 	if (ret == -ERANGE)
 		return -ENODATA;
 	if (ret < 0)
 		return ret;
+	if (acl_type && !fs_acl_enabled(fs))
+		return -EOPNOTSUPP;
 	ret = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
 	if (ret < 0)
 		return ret;
 	pthread_rwlock_rdlock(fs_xattr_lock(fs, ino));
-	ret = find_xattr(fs, lock, ino, name, len, &fx);
-	if (ret == -ENOENT)
-		ret = -ENODATA;
-	if (ret < 0)
-		goto out;
-	if (size == 0) {
-		ret = fx.val_len;
-		goto out;
-	}
-	if (size < fx.val_len) {
-		ret = -ERANGE;
-		goto out;
-	}
-	for (unsigned int p = 0; p < fx.parts; p++) {
-		key = xattr_key(ino, hash, fx.id, (u8)p);
-		ret = item_lookup(fs->ic, lock, &key, part, sizeof(part));
-		if (ret < 0) {
-			ret = ret == -ENOENT ? -EIO : ret;
-			goto out;
-		}
-		if (p == 0) {
-			if ((size_t)ret < HDR_SIZE + len) {
-				ret = -EIO;
-				goto out;
-			}
-			bytes = (size_t)ret - HDR_SIZE - len;
-			memcpy(v, part + HDR_SIZE + len, min_t(size_t, bytes, fx.val_len));
-		} else {
-			bytes = (size_t)ret;
-			if (off + bytes > fx.val_len) {
-				ret = -EIO;
-				goto out;
-			}
-			memcpy(v + off, part, bytes);
-		}
-		off += bytes;
-	}
-	if (off != fx.val_len) {
-		ret = -EIO;
-		goto out;
-	}
-	ret = fx.val_len;
-	counter_inc(xattr_get);
-out:
+	ret = fs_xattr_read(fs, lock, ino, name, val, size);
 	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
+	if (ret >= 0)
+		counter_inc(xattr_get);
+	else if (ret == -ENODATA)
+		counter_inc(xattr_get_missing);
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
 	return ret;
+}
+
+/*
+ * Which stored names the caller sees: not hidden ones, and trusted. ones only with
+ * CAP_SYS_ADMIN, as local filesystems list them.
+ */
+static bool listed(const struct fs_cred *cred, const char *name, size_t len, int *may_trusted)
+{
+	struct xattr_tags tags;
+	int acl_type;
+
+	if (len > 8 && strncmp(name, "trusted.", 8) == 0) {
+		if (*may_trusted < 0)
+			*may_trusted = fs_capable(cred, CAP_SYS_ADMIN);
+		return *may_trusted;
+	}
+	if (len > 8 && strncmp(name, "scoutfs.", 8) == 0) {
+		parse_name(name, len, &tags, &acl_type);
+		return !tags.hide;
+	}
+	return true;
 }
 
 ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, char *buf,
@@ -355,7 +446,7 @@ ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, ch
 		struct scoutfs_xattr x;
 		u8 buf[PART_SIZE];
 	} u;
-	struct xattr_tags tags;
+	int may_trusted = -1;
 	struct lock *lock;
 	size_t total = 0;
 	ssize_t ret;
@@ -375,8 +466,7 @@ ssize_t fs_listxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, ch
 				ret = -EIO;
 				goto out;
 			}
-			parse_name(NULL, (char *)u.x.name, u.x.name_len, &tags);
-			if (!tags.hide) {
+			if (listed(cred, (char *)u.x.name, u.x.name_len, &may_trusted)) {
 				if (size) {
 					if (total + u.x.name_len + 1 > size) {
 						ret = -ERANGE;
@@ -408,20 +498,24 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 	struct xattr_tags tags;
 	struct found_xattr fx;
 	struct fs_change chg;
+	int acl_type;
 	int err;
 
-	err = parse_name(cred, name, len, &tags);
+	err = parse_name(name, len, &tags, &acl_type);
 	if (err == -ERANGE)
 		return -ENODATA;
 	if (err < 0)
 		return err;
-	if (tagged(&tags) && cred && cred->uid != 0)
-		return -EPERM;
+	err = check_tags_change(cred, name, &tags);
+	if (err < 0)
+		return err;
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
 	pthread_rwlock_wrlock(fs_xattr_lock(fs, ino));
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
+	if (err == 0 && acl_type)
+		err = fs_acl_prepare_remove(fs, cred, &fi, acl_type);
 	if (err == 0)
 		err = find_xattr(fs, fi.lock, ino, name, len, &fx);
 	if (err == -ENOENT)

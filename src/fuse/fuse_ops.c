@@ -49,6 +49,11 @@
  * open files can write.  Negative lookups are answered with ENOENT, which the kernel does
  * not cache.  Forgetting an inode (which may delete a whole file) is handed to a thread of
  * its own so that it never holds up a request thread.
+ *
+ * What we ask of the kernel at INIT: POSIX ACL enforcement with the acl option, no umask
+ * applied by the kernel (the fs layer applies it, or a default ACL instead), and parallel
+ * lookups in one directory, a flag libfuse 3.14 cannot send and we patch into its INIT reply
+ * (fuse_init.c).
  */
 #define FUSE_USE_VERSION 314
 
@@ -56,14 +61,17 @@
 #include <fuse_lowlevel.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fuse/fuse_init.h"
 #include "fuse/fuse_ops.h"
 #include "util/counters.h"
 #include "util/log.h"
@@ -81,6 +89,8 @@ COUNTER_DEFINE(fuse_notify_epoch);
 COUNTER_DEFINE(fuse_notify_entry);
 COUNTER_DEFINE(fuse_getattr_drop_wait);
 COUNTER_DEFINE(fuse_evict);
+/* a LOOKUP began while another was being served: evidence that lookups run in parallel */
+COUNTER_DEFINE(fuse_lookup_overlap);
 
 /* kernel caches stay valid until a lock invalidation drops them */
 #define CACHE_TIMEOUT_SECS 86400.0
@@ -175,6 +185,8 @@ struct sfuse {
 	struct fs_info *fs;
 	struct fuse_session *se;
 	bool mounted;
+	bool init_patched;
+	atomic_int lookups_in_flight;
 
 	pthread_mutex_t nodes_mutex;
 	struct node_tree nodes;
@@ -778,6 +790,59 @@ static bool req_interrupted(void *arg)
 	return fuse_req_interrupted(arg) != 0;
 }
 
+/*
+ * The caller's effective capabilities, from /proc: FUSE passes only its fsuid, fsgid and
+ * thread id.  If the caller is gone, only root counts as capable.
+ */
+static bool req_capable(void *arg, int cap)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(arg);
+	unsigned long long caps = 0;
+	bool found = false;
+	char path[64];
+	char line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+	f = fopen(path, "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+				found = true;
+				break;
+			}
+		}
+		fclose(f);
+	}
+	if (!found)
+		return ctx->uid == 0;
+	return cap >= 0 && cap < 64 && (caps & (1ULL << cap));
+}
+
+static bool req_in_group(void *arg, gid_t gid)
+{
+	gid_t groups[256];
+	int nr;
+
+	nr = fuse_req_getgroups(arg, ARRAY_SIZE(groups), groups);
+	for (int i = 0; i < nr && i < (int)ARRAY_SIZE(groups); i++) {
+		if (groups[i] == gid)
+			return true;
+	}
+	if (nr > (int)ARRAY_SIZE(groups)) {
+		gid_t *all = calloc((size_t)nr, sizeof(*all));
+		bool found = false;
+
+		if (all && fuse_req_getgroups(arg, nr, all) == nr) {
+			for (int i = 0; i < nr && !found; i++)
+				found = all[i] == gid;
+		}
+		free(all);
+		return found;
+	}
+	return false;
+}
+
 static struct fs_cred req_cred(fuse_req_t req)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -788,6 +853,9 @@ static struct fs_cred req_cred(fuse_req_t req)
 		.umask = ctx->umask,
 		.interrupted = req_interrupted,
 		.interrupted_arg = req,
+		.capable = req_capable,
+		.in_group = req_in_group,
+		.caller_arg = req,
 	};
 
 	return cred;
@@ -862,11 +930,23 @@ static void reply_err(fuse_req_t req, int err)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct sfuse *sf = userdata;
+
 	conn->max_write = 1 << 20;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
 	conn->time_gran = 1;
+	/* the fs layer applies the umask, or a default ACL instead of it */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
+	/* the kernel enforces ACLs and leaves storing and inheriting them to us */
+	if (sf->cfg.acl) {
+		if (conn->capable & FUSE_CAP_POSIX_ACL)
+			conn->want |= FUSE_CAP_POSIX_ACL;
+		else
+			log_warn("the kernel does not support POSIX ACLs over FUSE");
+	}
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -877,7 +957,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_attr attr;
 	int err;
 
+	if (atomic_fetch_add(&sf->lookups_in_flight, 1) > 0)
+		counter_inc(fuse_lookup_overlap);
 	err = fs_lookup(sf->fs, &cred, parent, name, strlen(name), &attr);
+	atomic_fetch_sub(&sf->lookups_in_flight, 1);
 	if (err < 0)
 		reply_err(req, err);
 	else
@@ -1075,6 +1158,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct dentry_rec *dr;
 	int fsflags = 0;
 	u64 child = 0;
+	u64 other = 0;
 	int err;
 
 	if (flags & RENAME_NOREPLACE)
@@ -1088,7 +1172,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	err = fs_rename(sf->fs, &cred, parent, name, strlen(name), newparent, newname,
 			strlen(newname), fsflags);
 	if (err == 0) {
-		/* the kernel moved its dentry: move our record of it */
+		/* the kernel moved its dentries (swapped them, for an exchange): so do we */
 		pthread_mutex_lock(&sf->nodes_mutex);
 		dr = dentry_find(sf, parent, name, strlen(name));
 		if (dr) {
@@ -1096,12 +1180,18 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			dentry_remove(sf, dr);
 		}
 		dr = dentry_find(sf, newparent, newname, strlen(newname));
-		if (dr)
+		if (dr) {
+			other = dr->child;
 			dentry_remove(sf, dr);
+		}
 		pthread_mutex_unlock(&sf->nodes_mutex);
 		if (child) {
 			node_looked_up(sf, child, newparent, newname, strlen(newname));
 			node_forget(sf, child, 1); /* the record, not a lookup */
+		}
+		if (other && (flags & RENAME_EXCHANGE)) {
+			node_looked_up(sf, other, parent, name, strlen(name));
+			node_forget(sf, other, 1);
 		}
 	}
 	reply_err(req, err);
@@ -1132,7 +1222,19 @@ static void set_open_flags(struct sfuse *sf, fuse_ino_t ino, struct fuse_file_in
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sfuse *sf = req_sf(req);
+	struct fs_cred cred = req_cred(req);
+	struct fs_setattr sa = { .valid = FS_SET_SIZE, .size = 0 };
+	struct fs_attr attr;
+	int err;
 
+	/* with atomic O_TRUNC (libfuse's default) the kernel leaves the truncate to the open */
+	if (fi->flags & O_TRUNC) {
+		err = fs_setattr(sf->fs, &cred, ino, &sa, &attr);
+		if (err < 0) {
+			reply_err(req, err);
+			return;
+		}
+	}
 	set_open_flags(sf, ino, fi);
 	if (fuse_reply_open(req, fi) != 0 && open_can_write(fi))
 		node_add_writer(sf, ino, -1); /* interrupted: no release will come */
@@ -1409,6 +1511,30 @@ static const struct fuse_lowlevel_ops sfuse_ops = {
 
 /* ---- lifecycle ---- */
 
+static ssize_t patching_read(int fd, void *buf, size_t len, void *userdata)
+{
+	return read(fd, buf, len);
+}
+
+/* the first reply is INIT's: add the flags libfuse 3.14 drops (fuse_init.c) */
+static ssize_t patching_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct sfuse *sf = userdata;
+
+	if (!sf->init_patched) {
+		sf->init_patched = true;
+		if (!sfuse_patch_init_reply(iov, count, sfuse_init_parallel_dirops_flag()))
+			log_warn("the first FUSE reply was not INIT's; directory operations stay "
+				 "serialized");
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io patching_io = {
+	.read = patching_read,
+	.writev = patching_writev,
+};
+
 int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret)
 {
 	struct sfuse *sf;
@@ -1453,8 +1579,10 @@ int sfuse_mount(struct sfuse *sf)
 	char opts[1024];
 	int err = -ENOMEM;
 
-	snprintf(opts, sizeof(opts), "fsname=%s,subtype=scoutfs,default_permissions%s",
-		 sf->cfg.fsname, sf->cfg.allow_other ? ",allow_other" : "");
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=scoutfs,default_permissions%s%s%s%s",
+		 sf->cfg.fsname, sf->cfg.allow_other ? ",allow_other" : "",
+		 sf->cfg.nosuid ? ",nosuid" : ",suid", sf->cfg.nodev ? ",nodev" : ",dev",
+		 sf->cfg.noexec ? ",noexec" : "");
 	if (fuse_opt_add_arg(&args, "scoutfsd") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, opts))
 		goto out;
@@ -1480,6 +1608,11 @@ int sfuse_mount(struct sfuse *sf)
 		goto out;
 	}
 	sf->mounted = true;
+	if (fuse_session_custom_io(sf->se, &patching_io, fuse_session_fd(sf->se)) != 0) {
+		log_err("setting the FUSE session's I/O failed");
+		err = -EIO;
+		goto out;
+	}
 	/* a first epoch bump expires nothing yet and tells whether the kernel has it */
 	err = notify_inc_epoch(sf);
 	sf->epoch_notify = err == 0;

@@ -9,7 +9,9 @@
  * request may hold; page drops run on a thread of their own (see fuse_ops.c).
  *
  * Inode numbers are FUSE node ids (the root is 1 in both).  The mount uses
- * default_permissions, so the kernel checks permissions from the attributes we return.
+ * default_permissions, so the kernel checks permissions from the attributes we return (and
+ * the ACLs, with the acl option); the caller's capabilities and groups, which the kernel
+ * does not pass, are read from /proc for the checks the fs layer makes.
  */
 #ifndef SCOUTFS_FUSE_OPS_H
 #define SCOUTFS_FUSE_OPS_H
@@ -28,6 +30,10 @@ struct sfuse_config {
 	const char *fsname; /* shown as the mount's source: the data device */
 	bool allow_other;
 	int max_threads;
+	bool acl;     /* POSIX ACLs: the kernel enforces them, we store them */
+	bool nosuid;  /* otherwise set-id bits take effect, as on a local filesystem */
+	bool nodev;   /* otherwise device nodes open their devices */
+	bool noexec;
 };
 
 int sfuse_create(const struct sfuse_config *cfg, struct sfuse **ret);

@@ -446,7 +446,8 @@ static int merge_window(struct server *srv, struct inputs *in, struct scoutfs_ke
 			goto out;
 	}
 
-	qsort(ms.items, ms.nr, sizeof(ms.items[0]), cmp_merge_item);
+	if (ms.nr > 0) /* items is NULL when nothing was collected */
+		qsort(ms.items, ms.nr, sizeof(ms.items[0]), cmp_merge_item);
 	for (i = 0; i < ms.nr; i++) {
 		mi = &ms.items[i];
 		if (i > 0 && key_compare(&mi->key, &ms.items[i - 1].key) == 0)

@@ -51,3 +51,27 @@ def mounted(fs):
 def pytest_configure(config):
     if os.geteuid() != 0:
         pytest.exit("the cluster tests mount filesystems and must run as root", returncode=1)
+
+
+@pytest.fixture
+def tmpfs_ref(fs_dir):
+    """A tmpfs (ACLs, user xattrs) as the local filesystem a scenario is compared with."""
+    import subprocess
+    d = os.path.join(fs_dir, "ref")
+    os.makedirs(d)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "scoutfs-test-ref", d], check=True)
+    yield d
+    subprocess.run(["umount", "-l", d], check=False)
+
+
+@pytest.fixture
+def posix_roots(mounted, tmpfs_ref):
+    """(reference dir, scoutfs dir): the same empty world-writable directory on both."""
+    os.chmod(mounted.dir, 0o755)
+    roots = []
+    for top in (tmpfs_ref, mounted.mounts[0].path):
+        d = os.path.join(top, "t")
+        os.mkdir(d)
+        os.chmod(d, 0o777)
+        roots.append(d)
+    return tuple(roots)

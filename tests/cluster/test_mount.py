@@ -54,7 +54,6 @@ def test_unknown_and_malformed_options(fs):
         "data_prealloc_contig_only=2": "from 0 to 1",
         "tcp_keepalive_timeout_ms=3000": "tcp_keepalive_timeout_ms",
         "quorum_slot_nr=1": "quorum_slot_nr may only be given once",
-        "acl": "not supported yet",
         "ro": "not supported yet",
     }
     for opt, msg in cases.items():
