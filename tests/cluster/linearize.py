@@ -139,6 +139,12 @@ class NamespaceModel:
         elif op.name == "mv":
             if a[0] not in names:
                 res = "ENOENT"
+                if a[1] in names:
+                    # The kernel looks both names up itself and does nothing, successfully,
+                    # when they name one inode: a stale name that another mount has just
+                    # renamed to the target looks like that (the VFS decides before the
+                    # filesystem is asked, so no cluster lock orders it)
+                    return [(state, "ENOENT"), (state, 0)]
             else:
                 # two names of one inode (same contents): rename does nothing (POSIX)
                 if names.get(a[1]) != names[a[0]]:
