@@ -138,13 +138,71 @@ out:
 	return rc;
 }
 
+/*
+ * path made absolute and normalized without looking at the filesystem ("." and ".." and
+ * repeated slashes resolved lexically); false if it doesn't fit.
+ */
+static bool lexical_abspath(const char *path, char *out, size_t len)
+{
+	char buf[PATH_MAX];
+	char *save = NULL;
+	char *comp;
+	size_t n = 0;
+
+	if (path[0] == '/') {
+		if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+			return false;
+	} else {
+		if (!getcwd(buf, sizeof(buf)) || strlen(buf) + 1 + strlen(path) + 1 > sizeof(buf))
+			return false;
+		strcat(buf, "/");
+		strcat(buf, path);
+	}
+	out[0] = '\0';
+	for (comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			while (n > 0 && out[n] != '/')
+				n--;
+			out[n] = '\0';
+			continue;
+		}
+		if (n + 1 + strlen(comp) + 1 > len)
+			return false;
+		out[n++] = '/';
+		strcpy(out + n, comp);
+		n += strlen(comp);
+	}
+	if (n == 0)
+		snprintf(out, len, "/");
+	return true;
+}
+
 int ctl_open_path(const char *path, struct ctl_conn **ret, char *err, size_t errlen)
 {
+	const char *mountinfo = getenv(CTL_MOUNTINFO_ENV);
+	struct mountinfo_ent *ent;
+	char abs[PATH_MAX];
 	struct stat st;
+	int rc;
 
 	*ret = NULL;
+	/*
+	 * A mount point is found in mountinfo without a stat: statting into a mount whose
+	 * cluster is stuck would hang, and that is when its counters and locks are wanted.
+	 */
+	ent = malloc(sizeof(*ent));
+	if (ent && lexical_abspath(path, abs, sizeof(abs)) &&
+	    mountinfo_find_mountpoint(mountinfo && *mountinfo ? mountinfo : MOUNTINFO_DEFAULT_PATH,
+				      abs, CONTROL_FSTYPE, ent) == 0) {
+		rc = open_dev(makedev(ent->maj, ent->min), path, ret, err, errlen);
+		free(ent);
+		return rc;
+	}
+	free(ent);
 	if (stat(path, &st) < 0) {
-		int rc = -errno;
+		rc = -errno;
 
 		snprintf(err, errlen, "cannot access '%s': %s", path, strerror(-rc));
 		return rc;

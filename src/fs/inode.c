@@ -36,6 +36,7 @@ COUNTER_DEFINE(fs_inode_write);
 COUNTER_DEFINE(inode_deleted);
 COUNTER_DEFINE(inode_omap_error);
 COUNTER_DEFINE(inode_used_elsewhere);
+COUNTER_DEFINE(inode_evict_unlocked);
 COUNTER_DEFINE(fs_ino_alloc_batch);
 
 /* ---- inode items ---- */
@@ -595,8 +596,15 @@ void fs_evict(struct fs_info *fs, u64 ino)
 
 	if (ino == SCOUTFS_ROOT_INO)
 		return;
-	/* cheap check under a read lock first: most forgotten inodes still have links */
-	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, NULL, &lock);
+	/*
+	 * Cheap check first, and only under a lock we still hold: most forgotten inodes still
+	 * have links, and asking for locks just to find that out would take them from the
+	 * mounts using them.  One we don't hold was changed (unlinked, perhaps) elsewhere since:
+	 * if it is an orphan, the orphan scan deletes it.
+	 */
+	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, LOCK_NONBLOCK, NULL, &lock);
+	if (err == -EAGAIN)
+		counter_inc(inode_evict_unlocked);
 	if (err < 0)
 		return;
 	err = fs_inode_read(fs, lock, ino, &si);

@@ -881,6 +881,8 @@ static void farewell_work_fn(struct work *work)
 	struct farewell_req *reply = NULL, *hold = NULL, *quorum = NULL;
 	struct mc_count cnt = { 0 };
 	int votes = quorum_votes_needed(&srv->cfg.qconf);
+	struct farewell_req **pos;
+	bool all_leaving;
 	int quo_reqs = 0;
 	int err;
 
@@ -921,9 +923,11 @@ static void farewell_work_fn(struct work *work)
 		return;
 	}
 
+	/* decided before counting them out: every remaining mount is a member that's leaving */
+	all_leaving = quo_reqs == cnt.quorum && cnt.other == 0;
 	for (fw = quorum; fw; fw = next) {
 		next = fw->next;
-		if (cnt.quorum > votes || (quo_reqs == cnt.quorum && cnt.other == 0)) {
+		if (all_leaving || cnt.quorum > votes) {
 			cnt.quorum--;
 			fw->next = reply;
 			reply = fw;
@@ -941,6 +945,18 @@ static void farewell_work_fn(struct work *work)
 		} else {
 			fw->next = reply;
 			reply = fw;
+		}
+	}
+	/* our own mount stops this server once answered: answer everyone else first */
+	for (pos = &reply; *pos; pos = &(*pos)->next) {
+		if ((*pos)->rid == srv->cfg.rid && (*pos)->next) {
+			fw = *pos;
+			*pos = fw->next;
+			while (*pos)
+				pos = &(*pos)->next;
+			fw->next = NULL;
+			*pos = fw;
+			break;
 		}
 	}
 

@@ -209,6 +209,10 @@ struct tclient {
 	atomic_int resp_delay_ms;
 	atomic_int raw_responses;
 	atomic_int fail_next_request; /* answer the next request with this error grant */
+	/* the invalidate callback flushes "kernel pages" of this inode (see flush_pages) */
+	atomic_ullong flush_ino;
+	atomic_int flush_admitted; /* page holders that got the lock during a flush */
+	atomic_int flush_others;   /* ordinary waiters that got it during a flush (must be 0) */
 	atomic_int inv_fail;          /* fail this many invalidate callbacks (a failed commit) */
 	pthread_mutex_t gate_mutex;
 	pthread_cond_t gate_cond;
@@ -498,6 +502,8 @@ static int cli_send_recover_response(void *arg, u64 net_id,
 	return 0;
 }
 
+static void flush_pages(struct tclient *c, struct lock *lock, u64 ino);
+
 static int cli_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_mode,
                           enum scoutfs_lock_mode new_mode)
 {
@@ -530,6 +536,15 @@ static int cli_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode o
 			violation("c%d invalidates %s to %d with %d users of mode %d", c->idx,
 			          key_str(&lock->start, kb), new_mode, ks->users[c->idx][m], m);
 	}
+	pthread_mutex_unlock(&cl->table_mutex);
+	if (old_mode == SCOUTFS_LOCK_WRITE && atomic_load(&c->flush_ino) &&
+	    key_compare(&lock->start, &(struct scoutfs_key){ 0 }) != 0) {
+		u64 ino = atomic_exchange(&c->flush_ino, 0);
+
+		if (ino)
+			flush_pages(c, lock, ino);
+	}
+	pthread_mutex_lock(&cl->table_mutex);
 	/* "commit" dirty items and drop what the new mode can't keep */
 	if (lock_can_write(old_mode) && ks->dirty[c->idx]) {
 		ks->dirty[c->idx] = false;
@@ -998,6 +1013,7 @@ struct bg {
 	int mode;
 	int hold_ms; /* < 0: until bg_release */
 	atomic_bool release;
+	int flags;
 	atomic_int state; /* 0 waiting, 1 acquired, 2 finished */
 	int ret;
 	int stamp;
@@ -1012,7 +1028,7 @@ static void *bg_thread(void *arg)
 	struct scoutfs_key end;
 
 	lock_inode_range(b->ino, &start, &end);
-	b->ret = take(b->c, &start, &end, b->mode, 0, NULL, &b->lock);
+	b->ret = take(b->c, &start, &end, b->mode, b->flags, NULL, &b->lock);
 	if (b->ret == 0) {
 		b->stamp = atomic_fetch_add(&acquire_stamp, 1) + 1;
 		b->write_seq = b->lock->write_seq;
@@ -1028,14 +1044,21 @@ static void *bg_thread(void *arg)
 	return NULL;
 }
 
-static void bg_start(struct bg *b, struct tclient *c, u64 ino, int mode, int hold_ms)
+static void bg_start_flags(struct bg *b, struct tclient *c, u64 ino, int mode, int flags,
+			   int hold_ms)
 {
 	memset(b, 0, sizeof(*b));
 	b->c = c;
 	b->ino = ino;
 	b->mode = mode;
+	b->flags = flags;
 	b->hold_ms = hold_ms;
 	assert_int_equal(pthread_create(&b->thread, NULL, bg_thread, b), 0);
+}
+
+static void bg_start(struct bg *b, struct tclient *c, u64 ino, int mode, int hold_ms)
+{
+	bg_start_flags(b, c, ino, mode, 0, hold_ms);
 }
 
 static int bg_join(struct bg *b)
@@ -1043,6 +1066,37 @@ static int bg_join(struct bg *b)
 	atomic_store(&b->release, true);
 	pthread_join(b->thread, NULL);
 	return b->ret;
+}
+
+/*
+ * What the mount's callback does for pages dirtied through mappings: a "page holder" (a
+ * writeback request) that is already waiting for the lock the invalidation lowered must get
+ * it during the flush -- the flush waits for it -- while an ordinary waiter must not.
+ */
+/* the ordinary waiter of the last flush, joined by the test */
+static struct bg flush_other;
+
+static void flush_pages(struct tclient *c, struct lock *lock, u64 ino)
+{
+	struct bg *other = &flush_other;
+	struct bg holder;
+
+	bg_start(other, c, ino, SCOUTFS_LOCK_READ, 0);
+	bg_start_flags(&holder, c, ino, SCOUTFS_LOCK_WRITE, LOCK_KERNEL_PAGES, 10);
+	sleep_ms(20); /* both are waiting for the lowered lock */
+	if (atomic_load(&holder.state) != 0 || atomic_load(&other->state) != 0)
+		violation("c%d: a waiter got the lowered lock before the flush", c->idx);
+	lock_flush_begin(c->li, lock);
+	/* the flush waits for the page holder: it must get the lock, or this deadlocks */
+	for (int i = 0; i < 2000 && atomic_load(&holder.state) != 2; i++)
+		sleep_ms(1);
+	if (atomic_load(&holder.state) == 2 && holder.ret == 0)
+		atomic_fetch_add(&c->flush_admitted, 1);
+	if (atomic_load(&other->state) != 0)
+		atomic_fetch_add(&c->flush_others, 1);
+	lock_flush_end(c->li, lock);
+	bg_join(&holder);
+	/* the ordinary waiter gets the lock once another grant comes: the test joins it */
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1398,6 +1452,34 @@ static void test_write_read_downgrade(void **state)
 	assert_int_equal(take_ino(c1, 1, SCOUTFS_LOCK_READ, LOCK_NONBLOCK, &lk), 0);
 	drop(c1, lk, SCOUTFS_LOCK_READ);
 	assert_int_equal(ino_entries(1, "granted", 0, NULL), 3);
+	check_quiet();
+}
+
+/*
+ * A mount giving up WRITE flushes the kernel's dirty pages first: the writeback requests
+ * (LOCK_KERNEL_PAGES) use the lock during the flush even though its mode was already lowered,
+ * ordinary waiters don't, and what the page holders dirtied is committed before the answer.
+ */
+static void test_flush_window(void **state)
+{
+	struct tclient *c0;
+	struct tclient *c1;
+	struct bg b;
+
+	watchdog_arm(__func__, 30);
+	cluster_create(2, 100);
+	c0 = &cl->clients[0];
+	c1 = &cl->clients[1];
+
+	touch(c0, 1, SCOUTFS_LOCK_WRITE);
+	atomic_store(&c0->flush_ino, 1);
+	bg_start(&b, c1, 1, SCOUTFS_LOCK_WRITE, 0);
+	assert_int_equal(bg_join(&b), 0);
+	assert_int_equal(atomic_load(&c0->flush_admitted), 1);
+	assert_int_equal(atomic_load(&c0->flush_others), 0);
+	/* the ordinary waiter gets its READ after c1 */
+	assert_int_equal(bg_join(&flush_other), 0);
+	assert_true(flush_other.stamp > b.stamp);
 	check_quiet();
 }
 
@@ -2588,6 +2670,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test_setup_teardown(test_write_read_downgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_fairness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_only, setup, teardown),
