@@ -438,15 +438,13 @@ static void test_walk_inodes(void **state)
 	free(r);
 }
 
-static void test_stat(void **state)
+/* two files the fake daemon knows: f1 (empty) and fail (4 bytes: it fails the request) */
+static void make_files(char f1[PATH_MAX + 16], char fail[PATH_MAX + 16])
 {
-	char f1[PATH_MAX + 16];
-	char fail[PATH_MAX + 16];
-	struct result *r;
 	int fd;
 
-	path_in_tmp(f1, sizeof(f1), "f1");
-	path_in_tmp(fail, sizeof(fail), "fail");
+	path_in_tmp(f1, PATH_MAX + 16, "f1");
+	path_in_tmp(fail, PATH_MAX + 16, "fail");
 	fd = open(f1, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	close(fd);
@@ -454,6 +452,15 @@ static void test_stat(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "four", 4), 4);
 	close(fd);
+}
+
+static void test_stat(void **state)
+{
+	char f1[PATH_MAX + 16];
+	char fail[PATH_MAX + 16];
+	struct result *r;
+
+	make_files(f1, fail);
 
 	r = run("stat", f1, NULL);
 	assert_int_equal(r->status, 0);
@@ -487,17 +494,8 @@ static void test_get_fiemap(void **state)
 	char f1[PATH_MAX + 16];
 	char fail[PATH_MAX + 16];
 	struct result *r;
-	int fd;
 
-	path_in_tmp(f1, sizeof(f1), "f1");
-	path_in_tmp(fail, sizeof(fail), "fail");
-	fd = open(f1, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
-	assert_true(fd >= 0);
-	close(fd);
-	fd = open(fail, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "four", 4), 4);
-	close(fd);
+	make_files(f1, fail);
 
 	r = run("get-fiemap", f1, NULL);
 	assert_int_equal(r->status, 0);
