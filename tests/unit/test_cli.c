@@ -152,10 +152,10 @@ static int h_fiemap(struct control_call *call, void *arg)
 			.logical = i * 10,
 			.physical = i == 2 ? 0 : 1000 + i * 100,
 			.length = i + 1,
-			.flags = i == 1 ? CONTROL_FIEMAP_UNWRITTEN :
-			         i == 2 ? CONTROL_FIEMAP_OFFLINE :
-			         i == 4 ? CONTROL_FIEMAP_LAST :
-			                  0,
+			.flags = i == 1   ? CONTROL_FIEMAP_UNWRITTEN
+			         : i == 2 ? CONTROL_FIEMAP_OFFLINE
+			         : i == 4 ? CONTROL_FIEMAP_LAST
+			                  : 0,
 		};
 
 		if (e.logical + e.length > req.start_block)
