@@ -81,6 +81,7 @@ extern const struct cli_cmd cli_cmd_client_locks;
 extern const struct cli_cmd cli_cmd_server_locks;
 extern const struct cli_cmd cli_cmd_quorum_status;
 extern const struct cli_cmd cli_cmd_force_merge;
+extern const struct cli_cmd cli_cmd_get_fiemap;
 extern const struct cli_cmd cli_cmd_inject_fault;
 extern const struct cli_cmd cli_cmd_stat;
 extern const struct cli_cmd cli_cmd_statfs;

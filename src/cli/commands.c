@@ -29,6 +29,7 @@ const struct cli_cmd *const cli_commands[] = {
 	&cli_cmd_client_locks,
 	&cli_cmd_counters,
 	&cli_cmd_force_merge,
+	&cli_cmd_get_fiemap,
 	&cli_cmd_inject_fault,
 	&cli_cmd_print,
 	&cli_cmd_quorum_status,

@@ -87,6 +87,7 @@ enum control_cmd {
 
 	CONTROL_CMD_STAT = 32,
 	CONTROL_CMD_WALK_INODES = 33,
+	CONTROL_CMD_GET_FIEMAP = 34,
 
 	CONTROL_CMD_FENCE_LIST = 96,
 	CONTROL_CMD_FENCE_ACK = 97,
@@ -171,6 +172,36 @@ struct control_walk_inodes_req {
 };
 
 /*
+ * GET_FIEMAP: the data extents of the file passed as the request's fd (required), in file
+ * order, starting with the extent that contains or follows start_block.  FIEMAP ioctls never
+ * reach a FUSE daemon, so this is how `scoutfs get-fiemap' sees a file's layout.  The reply
+ * is an array of at most nr_entries (clamped to CONTROL_FIEMAP_MAX_ENTRIES) entries, in 4 KiB
+ * blocks; fewer than asked, or one with CONTROL_FIEMAP_LAST, means the list is complete.
+ * Extents are the file's extent items, merged wherever they could be (so a file written in
+ * order is one extent), including preallocated ones past its end.  -EISDIR for directories,
+ * -EINVAL for other non-regular files.
+ */
+#define CONTROL_FIEMAP_OFFLINE   (1U << 0) /* in an archive: no physical blocks */
+#define CONTROL_FIEMAP_UNWRITTEN (1U << 1) /* allocated, reads as zeros */
+#define CONTROL_FIEMAP_LAST      (1U << 2) /* the file's last extent */
+
+struct control_fiemap_req {
+	uint64_t start_block;
+	uint32_t nr_entries;
+	uint32_t _pad;
+};
+
+struct control_fiemap_entry {
+	uint64_t logical;  /* first file block */
+	uint64_t physical; /* first data device block, 0 if unmapped */
+	uint64_t length;   /* blocks */
+	uint32_t flags;    /* CONTROL_FIEMAP_* */
+	uint32_t _pad;
+};
+
+#define CONTROL_FIEMAP_MAX_ENTRIES 4096
+
+/*
  * SYNC: commit everything this mount changed and wait until it is durable.  No payload.
  *
  * CLIENT_LOCKS, SERVER_LOCKS, QUORUM_STATUS: text describing this mount's cluster locks, the
@@ -238,6 +269,8 @@ static_assert(sizeof(struct control_stat_resp) == 56, "control_stat_resp size");
 static_assert(sizeof(struct control_walk_inodes_entry) == 24, "walk_inodes_entry size");
 static_assert(sizeof(struct control_walk_inodes_req) == 56, "walk_inodes_req size");
 static_assert(sizeof(struct control_fault_req) == 40, "control_fault_req size");
+static_assert(sizeof(struct control_fiemap_req) == 16, "control_fiemap_req size");
+static_assert(sizeof(struct control_fiemap_entry) == 32, "control_fiemap_entry size");
 static_assert(sizeof(struct control_fence_entry) == 56, "control_fence_entry size");
 static_assert(sizeof(struct control_fence_ack_req) == 16, "control_fence_ack_req size");
 

@@ -36,6 +36,9 @@
 #include "util/log.h"
 #include "util/util.h"
 
+/* the mount's readahead: as large as the largest FUSE request (max_write, 1 MiB) */
+#define MOUNT_READ_AHEAD_KB 1024
+
 volatile int mount_interrupted;
 volatile int mount_forced;
 
@@ -358,6 +361,8 @@ int mount_attach(struct mount *m, char *why, size_t why_len)
 	}
 	snprintf(m->mnt_sock, sizeof(m->mnt_sock), "%s", sock);
 	control_server_set_mount_dev(m->ctl, dev);
+	/* buffered reads as large requests: readahead as large as the largest request */
+	sfuse_set_readahead(m->sf, dev, MOUNT_READ_AHEAD_KB);
 	return 0;
 }
 

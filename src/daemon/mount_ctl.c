@@ -300,6 +300,49 @@ out:
 	return ret;
 }
 
+static int ctl_get_fiemap(struct control_call *call, void *arg)
+{
+	struct mount *m = arg;
+	const struct control_fiemap_req *req = call->req;
+	struct control_fiemap_entry *out = NULL;
+	struct fs_extent_info *exts = NULL;
+	struct stat st;
+	u32 nr;
+	int ret;
+
+	if (!m->ready)
+		return -EAGAIN;
+	if (call->req_len != sizeof(*req) || req->_pad)
+		return -EINVAL;
+	if (fstat(call->fd, &st) < 0)
+		return -errno;
+	nr = min_t(u32, req->nr_entries, CONTROL_FIEMAP_MAX_ENTRIES);
+	if (nr == 0)
+		return control_reply(call, 0, NULL, 0);
+	exts = calloc(nr, sizeof(*exts));
+	out = calloc(nr, sizeof(*out));
+	if (!exts || !out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = fs_get_extents(m->fs, NULL, st.st_ino, req->start_block, exts, (int)nr);
+	if (ret < 0)
+		goto out;
+	for (int i = 0; i < ret; i++) {
+		out[i].logical = exts[i].logical;
+		out[i].physical = exts[i].physical;
+		out[i].length = exts[i].len;
+		out[i].flags = ((exts[i].flags & FS_EXTENT_OFFLINE) ? CONTROL_FIEMAP_OFFLINE : 0) |
+			       ((exts[i].flags & FS_EXTENT_UNWRITTEN) ? CONTROL_FIEMAP_UNWRITTEN : 0) |
+			       ((exts[i].flags & FS_EXTENT_LAST) ? CONTROL_FIEMAP_LAST : 0);
+	}
+	ret = control_reply(call, 0, out, (size_t)ret * sizeof(*out));
+out:
+	free(exts);
+	free(out);
+	return ret;
+}
+
 static int ctl_fence_list(struct control_call *call, void *arg)
 {
 	struct mount *m = arg;
@@ -352,6 +395,7 @@ static const struct control_handler handlers[CONTROL_CMD_NR] = {
 	[CONTROL_CMD_FAULT] = { .fn = ctl_fault, .privileged = true },
 	[CONTROL_CMD_STAT] = { .fn = ctl_stat, .needs_fd = true },
 	[CONTROL_CMD_WALK_INODES] = { .fn = ctl_walk_inodes },
+	[CONTROL_CMD_GET_FIEMAP] = { .fn = ctl_get_fiemap, .needs_fd = true },
 	[CONTROL_CMD_FENCE_LIST] = { .fn = ctl_fence_list, .privileged = true },
 	[CONTROL_CMD_FENCE_ACK] = { .fn = ctl_fence_ack, .privileged = true },
 };

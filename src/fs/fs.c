@@ -58,6 +58,7 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	pthread_mutex_init(&fs->ino_mutex, NULL);
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
 		pthread_rwlock_init(&fs->xattr_locks[i], NULL);
+	fs_data_init(fs);
 	pthread_mutex_init(&fs->orphan_mutex, NULL);
 	pthread_mutex_init(&fs->delete_mutex, NULL);
 	pthread_cond_init(&fs->orphan_cond, NULL);
@@ -83,6 +84,7 @@ void fs_destroy(struct fs_info *fs)
 	if (!fs)
 		return;
 	fs_stop(fs);
+	fs_data_destroy(fs);
 	pthread_mutex_destroy(&fs->opts_mutex);
 	pthread_mutex_destroy(&fs->ino_mutex);
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
@@ -137,6 +139,7 @@ int fs_sync(struct fs_info *fs)
 int fs_statfs(struct fs_info *fs, struct statvfs *st)
 {
 	struct scoutfs_net_statfs nst;
+	s64 free_data;
 	u64 files;
 	int err;
 
@@ -148,8 +151,10 @@ int fs_statfs(struct fs_info *fs, struct statvfs *st)
 	st->f_frsize = FS_BLOCK_SIZE;
 	st->f_blocks = le64_to_cpu(nst.total_meta_blocks) * SCOUTFS_BLOCK_SM_PER_LG +
 		       le64_to_cpu(nst.total_data_blocks);
-	st->f_bfree = le64_to_cpu(nst.free_meta_blocks) * SCOUTFS_BLOCK_SM_PER_LG +
-		      le64_to_cpu(nst.free_data_blocks);
+	/* the server counts committed allocators: add what this mount used or freed since */
+	free_data = (s64)le64_to_cpu(nst.free_data_blocks) + trans_data_free_delta(fs->ti);
+	free_data = max_t(s64, 0, min_t(s64, free_data, (s64)le64_to_cpu(nst.total_data_blocks)));
+	st->f_bfree = le64_to_cpu(nst.free_meta_blocks) * SCOUTFS_BLOCK_SM_PER_LG + (u64)free_data;
 	st->f_bavail = st->f_bfree;
 	/* an inode costs about 2 KiB of metadata */
 	files = (le64_to_cpu(nst.total_meta_blocks) << SCOUTFS_BLOCK_LG_SHIFT) / 2048;

@@ -221,14 +221,62 @@ int fs_readdir(struct fs_info *fs, const struct fs_cred *cred, u64 dir, u64 pos,
 
 /* ---- data ---- */
 
-/* read up to len bytes at off into buf (holes and past EOF read as zeros/short); bytes read */
-ssize_t fs_read(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off, void *buf,
-		size_t len);
-/* write len bytes at off (append: at EOF, *off_ret tells where); bytes written */
+/*
+ * Read up to len bytes at off (holes read as zeros; nothing past EOF).  buf must be aligned
+ * to FS_IO_ALIGN and hold fs_read_buf_size(off, len) bytes: whole blocks are read straight
+ * into it, and *data points at the first byte asked for.  Returns the number of bytes.
+ */
+#define FS_IO_ALIGN 4096
+size_t fs_read_buf_size(u64 off, size_t len);
+ssize_t fs_read(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off, size_t len,
+		void *buf, const void **data);
+/* write len bytes at off (append: at EOF); bytes written (short only when space ran out) */
 ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off, bool append,
 		 const void *buf, size_t len);
+
+/* fallocate(2) modes: the FALLOC_FL_ flags that scoutfs supports */
+enum fs_falloc_mode {
+	FS_FALLOC_KEEP_SIZE = 1 << 0,
+	FS_FALLOC_PUNCH_HOLE = 1 << 1, /* only with KEEP_SIZE */
+	FS_FALLOC_ZERO_RANGE = 1 << 2,
+};
+/* -EOPNOTSUPP for other modes, -EFBIG past the largest file size, -ENOSPC when full */
+int fs_fallocate(struct fs_info *fs, const struct fs_cred *cred, u64 ino, int mode, u64 off,
+		 u64 len);
+
+/*
+ * lseek SEEK_DATA (data true) or SEEK_HOLE from off: data is written or offline blocks,
+ * unwritten (preallocated) blocks are holes.  -ENXIO at or past EOF, and for SEEK_DATA when
+ * no data follows off; SEEK_HOLE finds EOF when no hole does.
+ */
+int fs_seek_data_hole(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 off,
+		      bool data, u64 *pos);
+
+/* one extent of a file, in 4 KiB blocks (get-fiemap) */
+enum fs_extent_flags {
+	FS_EXTENT_OFFLINE = 1 << 0,   /* in an archive; physical is 0 */
+	FS_EXTENT_UNWRITTEN = 1 << 1, /* allocated, reads as zeros */
+	FS_EXTENT_LAST = 1 << 2,      /* the file's last extent */
+};
+
+struct fs_extent_info {
+	u64 logical;
+	u64 physical; /* 0 if unmapped */
+	u64 len;
+	u32 flags;
+};
+
+/* up to nr of a file's extents that end at or after start_blk; returns how many */
+int fs_get_extents(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 start_blk,
+		   struct fs_extent_info *exts, int nr);
+
 /* make everything this mount changed durable */
 int fs_sync(struct fs_info *fs);
+/*
+ * fsync(2) of a file: everything (a commit); with datasync only what reading its data back
+ * needs -- just a flush of the data device when its extents and size are already committed.
+ */
+int fs_fsync(struct fs_info *fs, u64 ino, bool datasync);
 int fs_statfs(struct fs_info *fs, struct statvfs *st);
 
 /* ---- xattrs ---- */

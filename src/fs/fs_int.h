@@ -21,6 +21,16 @@ struct block_cache;
 #define FS_MAX_FILE_SIZE ((u64)INT64_MAX)
 #define FS_BLOCK_SIZE SCOUTFS_BLOCK_SM_SIZE
 #define FS_BLOCK_SHIFT SCOUTFS_BLOCK_SM_SHIFT
+/* the data locks (and fdatasync's records) are hashed over this many (log2) buckets */
+#define FS_DATA_LOCK_BITS 8
+
+struct data_lock;
+
+/* the data locks of the inodes whose number hashes to this bucket (data.c) */
+struct fs_data_lock_bucket {
+	pthread_mutex_t mutex;
+	struct data_lock *head;
+};
 
 struct ino_pool {
 	u64 next;
@@ -63,6 +73,14 @@ struct fs_info {
 	pthread_mutex_t ino_mutex;
 	struct ino_pool dir_pool;
 	struct ino_pool file_pool;
+
+	/* serializes changes of a file's extents and inode item with each other and with reads */
+	struct fs_data_lock_bucket data_locks[1 << FS_DATA_LOCK_BITS];
+	/*
+	 * Per hash bucket of inodes, the latest transaction seq that changed the extents or size
+	 * of one of them: fdatasync needs a commit only if that transaction is still open.
+	 */
+	_Atomic u64 layout_seqs[1 << FS_DATA_LOCK_BITS];
 
 	/* the background orphan scan */
 	pthread_t orphan_thread;
@@ -136,6 +154,7 @@ struct fs_inode {
 	bool dirty;	   /* write the item at the end */
 	bool created;	   /* the item does not exist yet */
 	bool deleted;	   /* the item was deleted by the operation */
+	bool layout_changed; /* extents or size changed (fdatasync must commit) */
 };
 
 unsigned int fs_inode_bytes(struct fs_info *fs);
@@ -193,11 +212,25 @@ bool fs_inode_kill_suid(const struct fs_cred *cred, struct scoutfs_inode *si);
 
 /* ---- data (data.c) ---- */
 
+int fs_data_init(struct fs_info *fs);
+void fs_data_destroy(struct fs_info *fs);
+/*
+ * The inode's data lock: taken after its cluster lock and before the transaction, shared by
+ * reads of its data, exclusive for anything that changes its extents or its inode item
+ * (write, truncate, fallocate, setattr).  -ENOMEM is the only error.
+ */
+int fs_data_lock(struct fs_info *fs, u64 ino, bool write);
+void fs_data_unlock(struct fs_info *fs, u64 ino);
+
 /* free the file's extents from block first on (truncate, deletion); batched transactions */
 int fs_data_truncate_blocks(struct fs_info *fs, struct fs_change *chg, struct fs_inode *fi,
 			    u64 first_blk);
+/*
+ * Set the size of a regular file whose cluster lock and data lock the caller holds; mtime and
+ * ctime become now (even for the same size), data_version moves if the size changes.
+ */
 int fs_data_truncate(struct fs_info *fs, const struct fs_cred *cred, struct fs_inode *fi,
-		     u64 new_size);
+		     u64 new_size, struct timespec now);
 
 /* ---- xattrs (xattr.c) ---- */
 

@@ -660,6 +660,12 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
+	/* excludes data operations, which change the inode item too (sizes, block counts) */
+	err = fs_data_lock(fs, ino, true);
+	if (err < 0) {
+		lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
+		return err;
+	}
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err < 0)
 		goto unlock;
@@ -678,7 +684,7 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 			err = -EFBIG;
 			goto unlock;
 		}
-		err = fs_data_truncate(fs, cred, &fi, sa->size);
+		err = fs_data_truncate(fs, cred, &fi, sa->size, now);
 		if (err < 0)
 			goto unlock;
 	}
@@ -726,6 +732,7 @@ int fs_setattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const st
 end:
 	fs_change_end(&chg);
 unlock:
+	fs_data_unlock(fs, ino);
 	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
 	return err == -ENOENT ? -ESTALE : err;
 }

@@ -58,6 +58,7 @@
 #define FUSE_USE_VERSION 314
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fs.h>
 #include <pthread.h>
@@ -66,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -230,6 +232,11 @@ struct sfuse {
 	bool evict_stop;
 	pthread_t evict_thread;
 	bool evict_running;
+
+	/* the mount's readahead, set by the first request after INIT */
+	uint64_t ra_dev;
+	unsigned int ra_kb;
+	atomic_bool ra_pending;
 };
 
 /* ---- the node table ---- */
@@ -779,10 +786,16 @@ static void *evict_thread(void *arg)
 
 /* ---- request helpers ---- */
 
+static void apply_readahead(struct sfuse *sf);
+
 static struct sfuse *req_sf(fuse_req_t req)
 {
+	struct sfuse *sf = fuse_req_userdata(req);
+
 	counter_inc(fuse_requests);
-	return fuse_req_userdata(req);
+	if (atomic_load_explicit(&sf->ra_pending, memory_order_relaxed))
+		apply_readahead(sf);
+	return sf;
 }
 
 static bool req_interrupted(void *arg)
@@ -1206,6 +1219,13 @@ static bool open_can_write(const struct fuse_file_info *fi)
  * An open file that can write may dirty pages through a shared mapping, so the pages cached
  * before it was opened (under a lock that could only read) are dropped, and reads from now
  * on take the lock for writing (see the top of this file).
+ *
+ * O_DIRECT opens get no direct_io reply: the kernel then runs its generic direct I/O path,
+ * which writes back and drops the cached pages of the range around each transfer and sends
+ * it to us uncached, so direct and buffered I/O and mmap on this mount stay coherent (a
+ * direct_io file handle bypasses the page cache without flushing it, and cannot be mmapped
+ * shared).  Unaligned direct I/O works too, as buffered I/O would (the original fell back
+ * to buffered I/O for it).
  */
 static void set_open_flags(struct sfuse *sf, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1215,8 +1235,6 @@ static void set_open_flags(struct sfuse *sf, fuse_ino_t ino, struct fuse_file_in
 	} else {
 		fi->keep_cache = 1;
 	}
-	if (fi->flags & O_DIRECT)
-		fi->direct_io = 1;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1273,14 +1291,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	entry_end(sf, err, attr.ino);
 }
 
-static struct thread_buf read_tb = THREAD_BUF_INIT(false);
+/* aligned, so that the data device's blocks are read straight into the reply */
+static struct thread_buf read_tb = THREAD_BUF_INIT(true);
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct sfuse *sf = req_sf(req);
 	struct fs_cred cred = req_cred(req);
-	void *read_buf = thread_buf_get(&read_tb, size ? size : 1);
+	void *read_buf = thread_buf_get(&read_tb, fs_read_buf_size((u64)off, size));
+	const void *data;
 	ssize_t ret;
 
 	if (!read_buf) {
@@ -1290,11 +1310,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* the kernel holds the locks of the pages this read fills */
 	cred.holds_pages = true;
 	cred.open_for_write = node_writers(sf, ino) > 0;
-	ret = fs_read(sf->fs, &cred, ino, (u64)off, read_buf, size);
+	ret = fs_read(sf->fs, &cred, ino, (u64)off, size, read_buf, &data);
 	if (ret < 0)
 		reply_err(req, (int)ret);
 	else
-		fuse_reply_buf(req, read_buf, (size_t)ret);
+		fuse_reply_buf(req, data, (size_t)ret);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1326,7 +1346,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
 	struct sfuse *sf = req_sf(req);
 
-	reply_err(req, fs_sync(sf->fs));
+	reply_err(req, fs_fsync(sf->fs, ino, datasync != 0));
 }
 
 struct readdir_ctx {
@@ -1379,7 +1399,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	op_fsync(req, ino, datasync, fi);
+	struct sfuse *sf = req_sf(req);
+
+	reply_err(req, fs_sync(sf->fs));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1469,6 +1491,57 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	reply_err(req, fs_removexattr(sf->fs, &cred, ino, name));
 }
 
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct sfuse *sf = req_sf(req);
+	struct fs_cred cred = req_cred(req);
+	int fsmode = 0;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		log_warn("fallocate mode 0x%x is not supported (only KEEP_SIZE, PUNCH_HOLE, "
+			 "ZERO_RANGE)",
+			 mode);
+		reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (offset < 0 || length <= 0) {
+		reply_err(req, EINVAL);
+		return;
+	}
+	if (mode & FALLOC_FL_KEEP_SIZE)
+		fsmode |= FS_FALLOC_KEEP_SIZE;
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		fsmode |= FS_FALLOC_PUNCH_HOLE;
+	if (mode & FALLOC_FL_ZERO_RANGE)
+		fsmode |= FS_FALLOC_ZERO_RANGE;
+	reply_err(req, fs_fallocate(sf->fs, &cred, ino, fsmode, (u64)offset, (u64)length));
+}
+
+/* only SEEK_DATA and SEEK_HOLE reach us: the kernel does the others itself */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct sfuse *sf = req_sf(req);
+	struct fs_cred cred = req_cred(req);
+	u64 pos;
+	int err;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		reply_err(req, ENXIO);
+		return;
+	}
+	err = fs_seek_data_hole(sf->fs, &cred, ino, (u64)off, whence == SEEK_DATA, &pos);
+	if (err < 0)
+		reply_err(req, err);
+	else
+		fuse_reply_lseek(req, (off_t)pos);
+}
+
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		     size_t in_bufsz, size_t out_bufsz)
@@ -1507,7 +1580,42 @@ static const struct fuse_lowlevel_ops sfuse_ops = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.ioctl = op_ioctl,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
 };
+
+/* ---- readahead ---- */
+
+void sfuse_set_readahead(struct sfuse *sf, uint64_t dev, unsigned int kb)
+{
+	sf->ra_dev = dev;
+	sf->ra_kb = kb;
+	atomic_store(&sf->ra_pending, kb > 0);
+}
+
+static void apply_readahead(struct sfuse *sf)
+{
+	char path[96];
+	FILE *f;
+	int err = 0;
+
+	if (!atomic_exchange(&sf->ra_pending, false))
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(sf->ra_dev),
+		 minor(sf->ra_dev));
+	f = fopen(path, "w");
+	if (!f) {
+		err = errno;
+	} else {
+		if (fprintf(f, "%u\n", sf->ra_kb) < 0)
+			err = errno;
+		if (fclose(f) != 0 && !err)
+			err = errno;
+	}
+	if (err)
+		log_warn("setting the readahead in %s failed: %s (buffered reads stay small)",
+			 path, strerror(err));
+}
 
 /* ---- lifecycle ---- */
 

@@ -46,6 +46,14 @@ void sfuse_exit(struct sfuse *sf);
 /* detach the mount if it is still there, and free everything */
 void sfuse_destroy(struct sfuse *sf);
 
+/*
+ * Once the kernel has initialized the mount (whose device number is dev), set its
+ * readahead to kb KiB so that buffered reads arrive as large requests.  The kernel lowers a
+ * bdi's readahead to what the FUSE INIT reply allows (128 KiB), so this is applied when the
+ * first request after INIT arrives.
+ */
+void sfuse_set_readahead(struct sfuse *sf, uint64_t dev, unsigned int kb);
+
 /* the fs layer's upcalls (see fs.h) */
 void sfuse_flush_inodes(void *arg, uint64_t first, uint64_t last);
 void sfuse_invalidate_inodes(void *arg, uint64_t first, uint64_t last, bool writers_only);

@@ -95,6 +95,8 @@ struct trans_info {
 	struct alloc_extent cached_data;
 	/* the most data blocks the server has handed us: how much its fills give */
 	u64 data_fill_peak;
+	/* free data blocks (avail + freed) when the transaction opened */
+	u64 open_data_free;
 	s64 inode_count_delta;
 
 	/* commit requests: a commit satisfies every request made before it finished */
@@ -166,6 +168,10 @@ static int open_trans(struct trans_info *ti)
 	ti->lt = lt;
 	ti->data_fill_peak = max_t(u64, ti->data_fill_peak, le64_to_cpu(lt.data_avail.total_len));
 	ti->inode_count_delta = 0;
+	pthread_mutex_lock(&ti->data_mutex);
+	ti->open_data_free = le64_to_cpu(lt.data_avail.total_len) +
+			     le64_to_cpu(lt.data_freed.total_len);
+	pthread_mutex_unlock(&ti->data_mutex);
 	alloc_init(&ti->alloc, ti->wri, &lt.meta_avail, &lt.meta_freed);
 	item_set_trans_seq(ti->ic, le64_to_cpu(lt.get_trans_seq));
 
@@ -584,6 +590,18 @@ int trans_sync_seq(struct trans_info *ti, u64 seq)
 
 /* ---- data blocks ---- */
 
+static bool in_extent(const struct alloc_extent *ext, u64 blk)
+{
+	return ext->len && blk >= ext->start && blk < ext->start + ext->len;
+}
+
+/*
+ * Small requests are carved from a cached extent (refilled at the goal when the goal is not
+ * in it), so that the allocation tree is touched once per DATA_CACHE_BLOCKS.  Large ones come
+ * straight from the tree -- unless the goal is in the cached extent: then from the cache
+ * first, so that a file keeps growing where it left off (the caller asks again for the rest),
+ * and from the cache too when the tree has nothing left.
+ */
 int trans_alloc_data(struct trans_info *ti, u64 goal, u64 count, struct alloc_extent *ext)
 {
 	struct btree_txn txn = alloc_txn(&ti->alloc);
@@ -595,12 +613,15 @@ int trans_alloc_data(struct trans_info *ti, u64 goal, u64 count, struct alloc_ex
 		return -EINVAL;
 
 	pthread_mutex_lock(&ti->data_mutex);
-	if (count >= DATA_CACHE_BLOCKS) {
+	if (count >= DATA_CACHE_BLOCKS && !in_extent(cd, goal)) {
 		err = alloc_ext_alloc_goal(&txn, &ti->lt.data_avail, goal, count, ext);
-		goto out;
+		if (err != -ENOSPC || !cd->len)
+			goto out;
+		goal = cd->start;
+		err = 0;
 	}
 
-	if (!(cd->len && goal >= cd->start && goal < cd->start + cd->len) && !(cd->len && !goal)) {
+	if (!in_extent(cd, goal) && !(cd->len && !goal)) {
 		/* refill the cache, preferably at goal */
 		if (cd->len) {
 			err = alloc_ext_insert(&txn, &ti->lt.data_avail, cd->start, cd->len);
@@ -616,7 +637,7 @@ int trans_alloc_data(struct trans_info *ti, u64 goal, u64 count, struct alloc_ex
 		counter_inc(trans_data_refill);
 	}
 
-	if (goal < cd->start || goal >= cd->start + cd->len)
+	if (!in_extent(cd, goal))
 		goal = cd->start;
 	if (goal > cd->start) {
 		/* taking from the middle: the part before goal goes back */
@@ -650,6 +671,18 @@ int trans_free_data(struct trans_info *ti, u64 start, u64 len)
 		log_err("freeing data blocks %llu+%llu that are already free",
 			(unsigned long long)start, (unsigned long long)len);
 	return err;
+}
+
+s64 trans_data_free_delta(struct trans_info *ti)
+{
+	s64 delta;
+
+	pthread_mutex_lock(&ti->data_mutex);
+	delta = (s64)(le64_to_cpu(ti->lt.data_avail.total_len) + ti->cached_data.len +
+		      le64_to_cpu(ti->lt.data_freed.total_len)) -
+		(s64)ti->open_data_free;
+	pthread_mutex_unlock(&ti->data_mutex);
+	return delta;
 }
 
 void trans_add_inode_count(struct trans_info *ti, s64 delta)

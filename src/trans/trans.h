@@ -68,6 +68,12 @@ int trans_alloc_data(struct trans_info *ti, u64 goal, u64 count, struct alloc_ex
 /* free data blocks (reusable after this transaction commits and the server returns them) */
 int trans_free_data(struct trans_info *ti, u64 start, u64 len);
 
+/*
+ * Free data blocks the open transaction has gained (freed) minus those it has used: what the
+ * server's statfs, which sees the committed transaction, does not know yet.
+ */
+s64 trans_data_free_delta(struct trans_info *ti);
+
 /* created minus deleted inodes, summed into the super by the server */
 void trans_add_inode_count(struct trans_info *ti, s64 delta);
 

@@ -134,11 +134,42 @@ static int h_counters(struct control_call *call, void *arg)
 	return control_reply(call, 0, text, sizeof(text) - 1);
 }
 
+/* five extents: written, unwritten, offline, written, written and last */
+static int h_fiemap(struct control_call *call, void *arg)
+{
+	struct control_fiemap_entry ents[5];
+	struct control_fiemap_req req;
+	struct stat st;
+	size_t nr = 0;
+
+	if (call->req_len != sizeof(req) || fstat(call->fd, &st) < 0)
+		return -EINVAL;
+	if (st.st_size == 4) /* the file named "fail" */
+		return -EISDIR;
+	memcpy(&req, call->req, sizeof(req));
+	for (uint64_t i = 0; i < 5 && nr < req.nr_entries; i++) {
+		struct control_fiemap_entry e = {
+			.logical = i * 10,
+			.physical = i == 2 ? 0 : 1000 + i * 100,
+			.length = i + 1,
+			.flags = i == 1   ? CONTROL_FIEMAP_UNWRITTEN
+			         : i == 2 ? CONTROL_FIEMAP_OFFLINE
+			         : i == 4 ? CONTROL_FIEMAP_LAST
+			                  : 0,
+		};
+
+		if (e.logical + e.length > req.start_block)
+			ents[nr++] = e;
+	}
+	return control_reply(call, 0, ents, nr * sizeof(ents[0]));
+}
+
 static struct control_handler handlers[CONTROL_CMD_NR] = {
 	[CONTROL_CMD_STATFS] = { .fn = h_statfs },
 	[CONTROL_CMD_STAT] = { .fn = h_stat, .needs_fd = true },
 	[CONTROL_CMD_WALK_INODES] = { .fn = h_walk },
 	[CONTROL_CMD_COUNTERS] = { .fn = h_counters },
+	[CONTROL_CMD_GET_FIEMAP] = { .fn = h_fiemap, .needs_fd = true },
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -407,15 +438,13 @@ static void test_walk_inodes(void **state)
 	free(r);
 }
 
-static void test_stat(void **state)
+/* two files the fake daemon knows: f1 (empty) and fail (4 bytes: it fails the request) */
+static void make_files(char f1[PATH_MAX + 16], char fail[PATH_MAX + 16])
 {
-	char f1[PATH_MAX + 16];
-	char fail[PATH_MAX + 16];
-	struct result *r;
 	int fd;
 
-	path_in_tmp(f1, sizeof(f1), "f1");
-	path_in_tmp(fail, sizeof(fail), "fail");
+	path_in_tmp(f1, PATH_MAX + 16, "f1");
+	path_in_tmp(fail, PATH_MAX + 16, "fail");
 	fd = open(f1, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	close(fd);
@@ -423,6 +452,15 @@ static void test_stat(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "four", 4), 4);
 	close(fd);
+}
+
+static void test_stat(void **state)
+{
+	char f1[PATH_MAX + 16];
+	char fail[PATH_MAX + 16];
+	struct result *r;
+
+	make_files(f1, fail);
 
 	r = run("stat", f1, NULL);
 	assert_int_equal(r->status, 0);
@@ -449,6 +487,52 @@ static void test_stat(void **state)
 	assert_string_equal(r->out, "");
 	assert_string_equal(r->err, "ioctl failed: No space left on device (28)\n");
 	free(r);
+}
+
+static void test_get_fiemap(void **state)
+{
+	char f1[PATH_MAX + 16];
+	char fail[PATH_MAX + 16];
+	struct result *r;
+
+	make_files(f1, fail);
+
+	r = run("get-fiemap", f1, NULL);
+	assert_int_equal(r->status, 0);
+	assert_string_equal(r->out, "0: offset: 0 1000 length: 1 flags: ...\n"
+	                            "1: offset: 10 1100 length: 2 flags: .U.\n"
+	                            "2: offset: 20 0 length: 3 flags: O..\n"
+	                            "3: offset: 30 1300 length: 4 flags: ...\n"
+	                            "4: offset: 40 1400 length: 5 flags: ..L\n"
+	                            "extents: 5\n");
+	free(r);
+
+	r = run("get-fiemap", "-L", "-b", f1, NULL);
+	assert_int_equal(r->status, 0);
+	assert_string_equal(r->out, "0: offset: 0 length: 4096 flags: ...\n"
+	                            "1: offset: 40960 length: 8192 flags: .U.\n"
+	                            "2: offset: 81920 length: 12288 flags: O..\n"
+	                            "3: offset: 122880 length: 16384 flags: ...\n"
+	                            "4: offset: 163840 length: 20480 flags: ..L\n"
+	                            "extents: 5\n");
+	free(r);
+
+	r = run("get-fiemap", "--physical", f1, NULL);
+	assert_int_equal(r->status, 0);
+	assert_contains(r->out, "1: offset: 1100 length: 2 flags: .U.\n");
+	free(r);
+
+	r = run("get-fiemap", fail, NULL);
+	assert_int_equal(r->status, 1);
+	assert_string_equal(r->out, "");
+	assert_string_equal(r->err, "scoutfs: get-fiemap failed: Is a directory (21)\n");
+	free(r);
+
+	expect_usage_error(run("get-fiemap", "-L", "-P", f1, NULL), "get-fiemap",
+	                   "can't pass both -P and -L options");
+	expect_usage_error(run("get-fiemap", NULL), "get-fiemap", "no filename given");
+	expect_usage_error(run("get-fiemap", f1, f1, NULL), "get-fiemap",
+	                   "more than one argument given");
 }
 
 static void test_statfs(void **state)
@@ -554,6 +638,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_usage_errors),     cmocka_unit_test(test_not_scoutfs),
 		cmocka_unit_test(test_walk_inodes),      cmocka_unit_test(test_stat),
 		cmocka_unit_test(test_statfs),           cmocka_unit_test(test_counters),
+		cmocka_unit_test(test_get_fiemap),
 	};
 
 	if (argc != 2) {
