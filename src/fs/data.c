@@ -162,6 +162,51 @@ void fs_data_unlock(struct fs_info *fs, u64 ino)
 	data_lock_put(fs, dl);
 }
 
+int fs_data_lock_inodes(struct fs_info *fs, const u64 *inos, int nr)
+{
+	u64 sorted[4];
+	int n = 0;
+	int err;
+
+	/* unique non-zero inode numbers in ascending order: the order everyone takes them in */
+	for (int i = 0; i < nr && i < 4; i++) {
+		int j;
+
+		if (!inos[i])
+			continue;
+		for (j = 0; j < n && sorted[j] != inos[i]; j++)
+			;
+		if (j < n)
+			continue;
+		for (j = n++; j > 0 && sorted[j - 1] > inos[i]; j--)
+			sorted[j] = sorted[j - 1];
+		sorted[j] = inos[i];
+	}
+	for (int i = 0; i < n; i++) {
+		err = fs_data_lock(fs, sorted[i], true);
+		if (err < 0) {
+			while (--i >= 0)
+				fs_data_unlock(fs, sorted[i]);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void fs_data_unlock_inodes(struct fs_info *fs, const u64 *inos, int nr)
+{
+	for (int i = 0; i < nr && i < 4; i++) {
+		int j;
+
+		if (!inos[i])
+			continue;
+		for (j = 0; j < i && inos[j] != inos[i]; j++)
+			;
+		if (j == i)
+			fs_data_unlock(fs, inos[i]);
+	}
+}
+
 int fs_data_init(struct fs_info *fs)
 {
 	for (int i = 0; i < (1 << FS_DATA_LOCK_BITS); i++)

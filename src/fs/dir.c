@@ -468,6 +468,11 @@ int fs_link(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 dir, co
 		return err;
 	di.lock = locks[0];
 	fi.lock = locks[1];
+	err = fs_data_lock_inodes(fs, &ino, 1);
+	if (err < 0) {
+		lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_WRITE);
+		return err;
+	}
 
 	err = read_dir(fs, &di);
 	if (err < 0)
@@ -524,6 +529,7 @@ int fs_link(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 dir, co
 end:
 	fs_change_end(&chg);
 unlock:
+	fs_data_unlock_inodes(fs, &ino, 1);
 	lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_WRITE);
 	return err;
 }
@@ -588,6 +594,11 @@ static int remove_common(struct fs_info *fs, const struct fs_cred *cred, u64 dir
 	di.lock = locks[0];
 	fi.lock = locks[1];
 	fi.ino = inos[1];
+	err = fs_data_lock_inodes(fs, &fi.ino, 1);
+	if (err < 0) {
+		lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_WRITE);
+		return err;
+	}
 
 	err = read_dir(fs, &di);
 	if (err == 0)
@@ -629,6 +640,7 @@ static int remove_common(struct fs_info *fs, const struct fs_cred *cred, u64 dir
 		counter_inc(dir_unlink);
 	fs_change_end(&chg);
 unlock:
+	fs_data_unlock_inodes(fs, &fi.ino, 1);
 	lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_WRITE);
 	if (err == -EAGAIN)
 		return remove_common(fs, cred, dir, name, len, rmdir);
@@ -968,7 +980,12 @@ retry:
 	rc.src.lock = locks[2];
 	rc.tgt.lock = rc.have_tgt ? locks[3] : NULL;
 
-	err = rename_locked(fs, cred, &rc, old_name, old_len, new_name, new_len, flags);
+	/* the renamed inode and a replaced target get new ctimes (and nlink) */
+	err = fs_data_lock_inodes(fs, inos + 2, nr - 2);
+	if (err == 0) {
+		err = rename_locked(fs, cred, &rc, old_name, old_len, new_name, new_len, flags);
+		fs_data_unlock_inodes(fs, inos + 2, nr - 2);
+	}
 	lock_unlock_inodes(fs->li, locks, nr, SCOUTFS_LOCK_WRITE);
 out:
 	if (rename_lock)

@@ -221,6 +221,13 @@ void fs_data_destroy(struct fs_info *fs);
  */
 int fs_data_lock(struct fs_info *fs, u64 ino, bool write);
 void fs_data_unlock(struct fs_info *fs, u64 ino);
+/*
+ * The data locks of up to 4 inodes, for writing, in inode order (after their cluster
+ * locks): what namespace and xattr changes take so that their rewrite of an inode item
+ * doesn't race the kernel's writeback of the same file, which the kernel doesn't serialize.
+ */
+int fs_data_lock_inodes(struct fs_info *fs, const u64 *inos, int nr);
+void fs_data_unlock_inodes(struct fs_info *fs, const u64 *inos, int nr);
 
 /* free the file's extents from block first on (truncate, deletion); batched transactions */
 int fs_data_truncate_blocks(struct fs_info *fs, struct fs_change *chg, struct fs_inode *fi,

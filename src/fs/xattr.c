@@ -338,6 +338,12 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
+	/* the inode item's ctime changes: not while the kernel writes the file back */
+	err = fs_data_lock(fs, ino, true);
+	if (err < 0) {
+		lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
+		return err;
+	}
 	pthread_rwlock_wrlock(fs_xattr_lock(fs, ino));
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err < 0)
@@ -380,6 +386,7 @@ int fs_setxattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, const c
 	fs_change_end(&chg);
 unlock:
 	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
+	fs_data_unlock(fs, ino);
 	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
 	return err;
 }
@@ -512,6 +519,12 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, w.interrupted ? &w : NULL, &fi.lock);
 	if (err < 0)
 		return err;
+	/* the inode item's ctime changes: not while the kernel writes the file back */
+	err = fs_data_lock(fs, ino, true);
+	if (err < 0) {
+		lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
+		return err;
+	}
 	pthread_rwlock_wrlock(fs_xattr_lock(fs, ino));
 	err = fs_inode_read(fs, fi.lock, ino, &fi.si);
 	if (err == 0 && acl_type)
@@ -539,6 +552,7 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 	fs_change_end(&chg);
 unlock:
 	pthread_rwlock_unlock(fs_xattr_lock(fs, ino));
+	fs_data_unlock(fs, ino);
 	lock_unlock(fs->li, fi.lock, SCOUTFS_LOCK_WRITE);
 	return err;
 }
