@@ -323,9 +323,11 @@ int client_get_log_trees(struct client *cl, struct scoutfs_log_trees *lt)
 	return net_sync_request(cl->conn, SCOUTFS_NET_CMD_GET_LOG_TREES, NULL, 0, lt, sizeof(*lt));
 }
 
-int client_commit_log_trees(struct client *cl, const struct scoutfs_log_trees *lt)
+int client_commit_log_trees(struct client *cl, const struct scoutfs_log_trees *lt,
+			    struct scoutfs_log_trees *next)
 {
-	return net_sync_request(cl->conn, SCOUTFS_NET_CMD_COMMIT_LOG_TREES, lt, sizeof(*lt), NULL, 0);
+	return net_sync_request(cl->conn, SCOUTFS_NET_CMD_COMMIT_LOG_TREES, lt, sizeof(*lt), next,
+				sizeof(*next));
 }
 
 int client_get_roots(struct client *cl, struct scoutfs_net_roots *roots)

@@ -56,7 +56,9 @@ u64 client_server_term(struct client *cl);
 bool client_connected(struct client *cl);
 
 int client_get_log_trees(struct client *cl, struct scoutfs_log_trees *lt);
-int client_commit_log_trees(struct client *cl, const struct scoutfs_log_trees *lt);
+/* commit the transaction of lt and open the next one, whose log trees come back in next */
+int client_commit_log_trees(struct client *cl, const struct scoutfs_log_trees *lt,
+			    struct scoutfs_log_trees *next);
 int client_get_roots(struct client *cl, struct scoutfs_net_roots *roots);
 int client_get_last_seq(struct client *cl, u64 *seq);
 int client_alloc_inodes(struct client *cl, u64 count, u64 *ino, u64 *nr);

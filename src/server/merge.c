@@ -279,8 +279,9 @@ int merge_finalize_for_client(struct server *srv, u64 rid)
 			bool ours = ls.have_ours && is_committed(&ls.ours);
 
 			if (!(ours && tree_needs_finalize(srv, &ls.ours)) && ls.finalized == 0) {
+				/* nothing changed: the caller's own commit carries on */
 				counter_inc(log_merge_no_finalized);
-				goto apply;
+				goto release;
 			}
 			if (ours) {
 				err = finalize_tree(srv, &ls.ours);

@@ -45,6 +45,7 @@ COUNTER_DEFINE(server_commit_log_trees);
 COUNTER_DEFINE(server_commit_log_trees_resend);
 COUNTER_DEFINE(server_alloc_inodes);
 COUNTER_DEFINE(server_farewell);
+COUNTER_DEFINE(server_apply_clean);
 COUNTER_DEFINE(server_start_count);
 COUNTER_DEFINE(server_stop_count);
 
@@ -268,6 +269,16 @@ int server_apply(struct server *srv, int err)
 	u64 gen = srv->change_gen;
 	int cerr;
 
+	/*
+	 * Nothing changed since the last commit (no dirty block, the super as written): what
+	 * the caller saw is durable already.  Commits exclude holders, so none is half done.
+	 */
+	if (block_writer_dirty_count(srv->wri) == 0 &&
+	    memcmp(srv->dirty, &srv->stable, sizeof(srv->stable)) == 0) {
+		counter_inc(server_apply_clean);
+		pthread_mutex_unlock(&srv->mutex);
+		return err;
+	}
 	pthread_mutex_unlock(&srv->mutex);
 
 	pthread_mutex_lock(&srv->commit_mutex);
@@ -493,58 +504,74 @@ static int handle_alloc_inodes(struct net_conn *conn, u8 cmd, u64 id, const void
 	return respond(conn, cmd, id, err, &ial, sizeof(ial));
 }
 
-static int handle_get_log_trees(struct net_conn *conn, u8 cmd, u64 id, const void *data,
-				unsigned int len)
+/*
+ * Open rid's next transaction: finalize trees and start a merge if it's time (which may
+ * wait for other mounts), then give the rid's latest tree a new transaction seq and refilled
+ * allocators, and commit.  Idempotent: a transaction already open (a resend after failover)
+ * is returned as it is.
+ */
+static int open_log_trees(struct server *srv, u64 rid, struct scoutfs_log_trees *lt)
 {
-	struct server *srv = net_conn_arg(conn);
-	u64 rid = net_conn_rid(conn);
-	struct scoutfs_log_trees lt;
 	u64 nr = 0;
 	int err;
 
-	if (len != 0)
-		return respond(conn, cmd, id, -EINVAL, NULL, 0);
-	counter_inc(server_get_log_trees);
-
-	/* finalize trees and start a merge if it's time (may wait for other mounts) */
 	err = merge_finalize_for_client(srv, rid);
 	if (err < 0)
-		return respond(conn, cmd, id, err, NULL, 0);
+		return err;
 
 	server_hold(srv);
-	err = server_latest_log_trees(srv, rid, &lt);
-	if (err == 0 && !(le64_to_cpu(lt.flags) & SCOUTFS_LOG_TREES_FINALIZED)) {
-		if (le64_to_cpu(lt.get_trans_seq) < le64_to_cpu(lt.commit_trans_seq)) {
+	err = server_latest_log_trees(srv, rid, lt);
+	if (err == 0 && !(le64_to_cpu(lt->flags) & SCOUTFS_LOG_TREES_FINALIZED)) {
+		if (le64_to_cpu(lt->get_trans_seq) < le64_to_cpu(lt->commit_trans_seq)) {
 			err = -EINVAL;
 			goto out;
 		}
-		if (le64_to_cpu(lt.get_trans_seq) > le64_to_cpu(lt.commit_trans_seq)) {
-			/* already open: a resend after failover */
+		if (le64_to_cpu(lt->get_trans_seq) > le64_to_cpu(lt->commit_trans_seq)) {
+			/* already open: a resend after failover (committed, maybe not yet) */
 			counter_inc(server_get_log_trees_resend);
-			server_release(srv);
-			return respond(conn, cmd, id, 0, &lt, sizeof(lt));
+			return server_apply(srv, 0);
 		}
 	} else if (err == 0 || err == -ENOENT) {
 		/* start the rid's next tree */
-		nr = err == 0 ? le64_to_cpu(lt.nr) + 1 : 1;
-		memset(&lt, 0, sizeof(lt));
-		lt.rid = cpu_to_le64(rid);
-		lt.nr = cpu_to_le64(nr);
+		nr = err == 0 ? le64_to_cpu(lt->nr) + 1 : 1;
+		memset(lt, 0, sizeof(*lt));
+		lt->rid = cpu_to_le64(rid);
+		lt->nr = cpu_to_le64(nr);
 		err = 0;
 	}
 	if (err < 0)
 		goto out;
 
-	err = fill_client_allocs(srv, &lt);
+	err = fill_client_allocs(srv, lt);
 	if (err < 0)
 		goto out;
-	lt.get_trans_seq = cpu_to_le64(server_next_seq(srv));
-	err = server_update_log_trees(srv, &lt);
+	lt->get_trans_seq = cpu_to_le64(server_next_seq(srv));
+	err = server_update_log_trees(srv, lt);
 out:
-	err = server_apply(srv, err);
+	return server_apply(srv, err);
+}
+
+static int handle_get_log_trees(struct net_conn *conn, u8 cmd, u64 id, const void *data,
+				unsigned int len)
+{
+	struct server *srv = net_conn_arg(conn);
+	struct scoutfs_log_trees lt;
+	int err;
+
+	if (len != 0)
+		return respond(conn, cmd, id, -EINVAL, NULL, 0);
+	counter_inc(server_get_log_trees);
+	err = open_log_trees(srv, net_conn_rid(conn), &lt);
 	return respond(conn, cmd, id, err, &lt, sizeof(lt));
 }
 
+/*
+ * Commit a mount's transaction and open its next one, answered with the next one's log trees
+ * once both are durable in one server commit.  (Two requests would cost two server commits,
+ * each writing blocks and the super with two device flushes, for every commit of every
+ * mount.)  Idempotent: the commit of a transaction already committed (and perhaps already
+ * followed by its next one) is skipped, and opening returns a transaction already open.
+ */
 static int handle_commit_log_trees(struct net_conn *conn, u8 cmd, u64 id, const void *data,
 				   unsigned int len)
 {
@@ -570,26 +597,27 @@ static int handle_commit_log_trees(struct net_conn *conn, u8 cmd, u64 id, const 
 			(unsigned long long)rid, (unsigned long long)le64_to_cpu(lt.nr),
 			strerror(-err));
 		err = -EIO;
-		goto out;
-	}
-	if (cur.get_trans_seq != lt.get_trans_seq) {
-		err = -EIO;
-		goto out;
-	}
-	if (cur.commit_trans_seq == cur.get_trans_seq) {
-		/* already committed: a resend */
+	} else if (cur.get_trans_seq == lt.get_trans_seq && cur.commit_trans_seq != cur.get_trans_seq) {
+		/* the client owns its roots and allocators; the server owns identity and state */
+		lt.commit_trans_seq = lt.get_trans_seq;
+		lt.flags = cur.flags;
+		lt.finalize_seq = cur.finalize_seq;
+		err = server_update_log_trees(srv, &lt);
+	} else if (le64_to_cpu(cur.commit_trans_seq) >= le64_to_cpu(lt.get_trans_seq)) {
+		/* committed already (and perhaps the next one opened): a resend */
 		counter_inc(server_commit_log_trees_resend);
-		server_release(srv);
-		return respond(conn, cmd, id, 0, NULL, 0);
+	} else {
+		err = -EIO;
 	}
-	/* the client owns its roots and allocators; the server owns identity and state */
-	lt.commit_trans_seq = lt.get_trans_seq;
-	lt.flags = cur.flags;
-	lt.finalize_seq = cur.finalize_seq;
-	err = server_update_log_trees(srv, &lt);
-out:
-	err = server_apply(srv, err);
-	return respond(conn, cmd, id, err, NULL, 0);
+	if (err < 0) {
+		err = server_apply(srv, err);
+		return respond(conn, cmd, id, err, NULL, 0);
+	}
+	/* made durable by the commit that opening the next transaction waits for */
+	server_release(srv);
+
+	err = open_log_trees(srv, rid, &lt);
+	return respond(conn, cmd, id, err, &lt, sizeof(lt));
 }
 
 static int handle_get_roots(struct net_conn *conn, u8 cmd, u64 id, const void *data,

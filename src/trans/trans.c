@@ -93,6 +93,9 @@ struct trans_info {
 
 	pthread_mutex_t data_mutex;
 	struct alloc_extent cached_data;
+	/* the next transaction, opened by the server with the commit of the last one */
+	struct scoutfs_log_trees next_lt;
+	bool have_next_lt;
 	/* the most data blocks the server has handed us: how much its fills give */
 	u64 data_fill_peak;
 	/* free data blocks (avail + freed) when the transaction opened */
@@ -148,14 +151,19 @@ int trans_create(struct client *cl, struct item_cache *ic, struct block_cache *b
 
 /* ---- opening ---- */
 
-static int open_trans(struct trans_info *ti)
+/* open the transaction of lt, or of the server's answer to GET_LOG_TREES if lt is NULL */
+static int open_trans(struct trans_info *ti, const struct scoutfs_log_trees *next)
 {
 	struct scoutfs_log_trees lt;
 	int err;
 
-	err = client_get_log_trees(ti->cl, &lt);
-	if (err < 0)
-		return err;
+	if (next) {
+		lt = *next;
+	} else {
+		err = client_get_log_trees(ti->cl, &lt);
+		if (err < 0)
+			return err;
+	}
 	if (le64_to_cpu(lt.get_trans_seq) <= le64_to_cpu(lt.commit_trans_seq)) {
 		log_err("server opened a transaction that is already committed (seq %llu)",
 			(unsigned long long)le64_to_cpu(lt.get_trans_seq));
@@ -247,9 +255,10 @@ static int run_commit(struct trans_info *ti)
 		ti->stage = STAGE_COMMIT;
 		/* fall through */
 	case STAGE_COMMIT:
-		err = client_commit_log_trees(ti->cl, &ti->lt);
+		err = client_commit_log_trees(ti->cl, &ti->lt, &ti->next_lt);
 		if (err < 0)
 			break;
+		ti->have_next_lt = true;
 		item_commit_done(ti->ic);
 		item_roots_changed(ti->ic);
 		pthread_mutex_lock(&ti->mutex);
@@ -260,7 +269,9 @@ static int run_commit(struct trans_info *ti)
 		ti->stage = STAGE_OPEN;
 		/* fall through */
 	case STAGE_OPEN:
-		err = open_trans(ti);
+		/* opened by the commit's answer; asked for again after a failure to take it */
+		err = open_trans(ti, ti->have_next_lt ? &ti->next_lt : NULL);
+		ti->have_next_lt = false;
 		if (err < 0)
 			break;
 		ti->stage = STAGE_IDLE;
@@ -380,7 +391,7 @@ int trans_start(struct trans_info *ti)
 {
 	int err;
 
-	err = open_trans(ti);
+	err = open_trans(ti, NULL);
 	if (err < 0)
 		return err;
 	err = -pthread_create(&ti->thread, NULL, commit_thread, ti);
