@@ -239,7 +239,11 @@ int client_create(const struct client_config *cfg, const struct client_ops *ops,
 	pthread_mutex_init(&cl->mutex, NULL);
 	pthread_cond_init(&cl->cond, NULL);
 	err = net_client_create(&client_net_ops, client_handlers, cl, &cl->conn);
+	if (err == 0 && cfg->keepalive_timeout_ms)
+		err = net_client_set_keepalive_timeout_ms(cl->conn, cfg->keepalive_timeout_ms);
 	if (err < 0) {
+		if (cl->conn)
+			net_client_destroy(cl->conn);
 		free(cl);
 		return err;
 	}

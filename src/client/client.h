@@ -38,6 +38,7 @@ struct client_config {
 	u64 rid;
 	bool quorum_member;
 	struct scoutfs_quorum_config qconf;
+	unsigned int keepalive_timeout_ms; /* TCP keepalive and user timeout (0: default) */
 };
 
 int client_create(const struct client_config *cfg, const struct client_ops *ops, void *arg,

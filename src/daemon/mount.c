@@ -183,6 +183,7 @@ static int setup_quorum(struct mount *m, char *why, size_t why_len)
 	scfg.slot_nr = slot;
 	scfg.qconf = *qconf;
 	scfg.log_merge_wait_timeout_ms = m->mo.log_merge_wait_timeout_ms;
+	scfg.keepalive_timeout_ms = (unsigned int)m->mo.tcp_keepalive_timeout_ms;
 	scfg.reconnect_timeout_ms = 20000;
 	scfg.recovery_timeout_ms = 30000;
 	scfg.fence_timeout_ms = 30000;
@@ -251,6 +252,7 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 	ccfg.rid = m->rid;
 	ccfg.quorum_member = m->mo.quorum_slot_nr >= 0;
 	ccfg.qconf = m->sp.meta_super->qconf;
+	ccfg.keepalive_timeout_ms = (unsigned int)m->mo.tcp_keepalive_timeout_ms;
 	err = client_create(&ccfg, &mount_client_ops, m, &m->cl);
 	if (err < 0)
 		goto nomem;

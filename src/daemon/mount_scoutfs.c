@@ -29,16 +29,31 @@
 #define EX_MOUNT_USAGE 1
 #define EX_MOUNT_FAIL 32
 
-static void usage(void)
+static void usage(FILE *f)
 {
-	fprintf(stderr,
-		"usage: mount.scoutfs DATA_DEVICE MOUNTPOINT -o metadev_path=META_DEVICE[,...]\n"
+	fprintf(f,
+		"Usage: mount.scoutfs DATA_DEVICE MOUNTPOINT -o metadev_path=META_DEVICE[,...]\n"
+		"       mount -t scoutfs -o metadev_path=META_DEVICE[,...] DATA_DEVICE MOUNTPOINT\n"
 		"\n"
-		"Mount a scoutfs filesystem; normally run by mount -t scoutfs.  The options are\n"
-		"described in scoutfs(5): metadev_path=PATH (required), quorum_slot_nr=N,\n"
-		"quorum_heartbeat_timeout_ms=, tcp_keepalive_timeout_ms=, orphan_scan_delay_ms=,\n"
-		"log_merge_wait_timeout_ms=, lock_idle_count=, ino_alloc_per_lock=,\n"
-		"data_prealloc_blocks=, data_prealloc_contig_only=, acl (the default), noacl.\n");
+		"Mount a scoutfs filesystem; normally run by mount(8).  The options are checked,\n"
+		"the scoutfs daemon (scoutfsd) is started in the background with its log in\n"
+		"$SCOUTFS_LOG_DIR (default /var/log/scoutfs), and this returns once the mount is\n"
+		"usable, or has failed and says why.  A mount without quorum_slot_nr waits until a\n"
+		"quorum member has been elected server (interrupt it to give up).\n"
+		"\n"
+		"`umount MOUNTPOINT' returns once the daemon has committed the last changes, said\n"
+		"farewell to the server and exited, so the devices can be mounted again at once.\n"
+		"\n"
+		"Mount options:\n");
+	mount_options_help(f);
+	fprintf(f, "\n"
+		   "Unknown or malformed options, and values out of range, fail the mount.  The\n"
+		   "-n, -s, -v, -f and -N flags of mount(8) are accepted and ignored.\n"
+		   "\n"
+		   "Exit status:\n"
+		   "  0   mounted\n"
+		   "  1   invalid arguments\n"
+		   "  32  the mount failed (the reason is printed)\n");
 }
 
 /* the daemon next to this program, unless $SCOUTFS_DAEMON names another */
@@ -142,7 +157,7 @@ int main(int argc, char **argv)
 		} else if (strncmp(argv[i], "-o", 2) == 0 && argv[i][2]) {
 			opts = argv[i] + 2;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			usage();
+			usage(stdout);
 			return 0;
 		} else if (argv[i][0] == '-') {
 			/* -n (no mtab), -s (sloppy), -v (verbose), -f, -N: nothing to do */
@@ -151,12 +166,12 @@ int main(int argc, char **argv)
 		} else if (!mnt) {
 			mnt = argv[i];
 		} else {
-			usage();
+			usage(stderr);
 			return EX_MOUNT_USAGE;
 		}
 	}
 	if (!data || !mnt) {
-		usage();
+		usage(stderr);
 		return EX_MOUNT_USAGE;
 	}
 

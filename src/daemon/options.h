@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct mount_options {
 	char metadev_path[4096];
@@ -37,6 +38,8 @@ void mount_options_defaults(struct mount_options *mo);
 int mount_options_parse(struct mount_options *mo, const char *str, char *why, size_t why_len);
 /* every option is within range and the required ones are given */
 int mount_options_check(const struct mount_options *mo, char *why, size_t why_len);
+/* every option with its range, default and meaning, for --help */
+void mount_options_help(FILE *f);
 /* the options in the canonical "name=value,..." form (as /proc/mounts would show them) */
 int mount_options_format(const struct mount_options *mo, char *buf, size_t len);
 

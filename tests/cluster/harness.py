@@ -82,6 +82,50 @@ def free_port():
     raise RuntimeError("no free port")
 
 
+def fingerprint(path):
+    """What a write to a (sparse) device file would change: its size, modification time and
+    a digest of every allocated extent with its offset (holes are skipped, so this is quick
+    for the mostly empty test devices)."""
+    import hashlib
+    h = hashlib.sha256()
+    st = os.stat(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        off = 0
+        while off < st.st_size:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            h.update(f"{data}-{hole}:".encode())
+            pos = data
+            while pos < hole:
+                buf = os.pread(fd, min(1 << 20, hole - pos), pos)
+                h.update(buf)
+                pos += len(buf)
+            off = hole
+    finally:
+        os.close(fd)
+    return (st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+class LoopDevice:
+    """A loop device over a file (with an offset), detached when done; None if this host
+    can't make one."""
+
+    def __init__(self, path, offset=0):
+        self.path = None
+        p = run(["losetup", "-f", "--show", "-o", str(offset), path], check=False)
+        if p.returncode == 0:
+            self.path = p.stdout.strip()
+
+    def close(self):
+        if self.path:
+            run(["losetup", "-d", self.path], check=False)
+            self.path = None
+
+
 def mountinfo_fstype(path):
     path = os.path.realpath(path)
     fstype = None
