@@ -215,6 +215,7 @@ static u64 new_rid(void)
 int mount_setup(struct mount *m, char *why, size_t why_len)
 {
 	struct lock_waiter waiter = { .interrupted = mount_was_interrupted };
+	struct lock *root_lock;
 	struct client_config ccfg;
 	struct fs_config fcfg;
 	struct fs_attr attr;
@@ -301,7 +302,19 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 		snprintf(why, why_len, "opening the first transaction failed: %s", strerror(-err));
 		return err;
 	}
+	/*
+	 * The first lock is granted only once the server has recovered every mount it knew:
+	 * wait for it here, where a signal can interrupt the mount, before reading the root.
+	 */
+	log_info("waiting for the server to grant the first lock");
+	err = lock_inode(m->li, SCOUTFS_ROOT_INO, SCOUTFS_LOCK_READ, 0, &waiter, &root_lock);
+	if (err < 0) {
+		snprintf(why, why_len, "%s while waiting for the first cluster lock",
+			 err == -EINTR ? "interrupted" : strerror(-err));
+		return err;
+	}
 	err = fs_getattr(m->fs, NULL, SCOUTFS_ROOT_INO, &attr);
+	lock_unlock(m->li, root_lock, SCOUTFS_LOCK_READ);
 	if (err == 0 && !S_ISDIR(attr.mode))
 		err = -ENOTDIR;
 	if (err < 0) {

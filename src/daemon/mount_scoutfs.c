@@ -29,6 +29,18 @@
 #define EX_MOUNT_USAGE 1
 #define EX_MOUNT_FAIL 32
 
+/* the daemon, while we wait for it: interrupting the mount interrupts the daemon */
+static volatile pid_t daemon_pid;
+static volatile sig_atomic_t interrupted;
+
+static void forward_signal(int sig)
+{
+	/* the first interrupt asks the daemon to give up; another one kills it */
+	if (daemon_pid > 0)
+		kill(daemon_pid, interrupted ? SIGKILL : SIGTERM);
+	interrupted = 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -143,6 +155,7 @@ int main(int argc, char **argv)
 	const char *mnt = NULL;
 	const char *opts = "";
 	char why[1024];
+	struct sigaction sa;
 	struct stat st;
 	int pipefd[2];
 	size_t have = 0;
@@ -194,6 +207,17 @@ int main(int argc, char **argv)
 		return EX_MOUNT_FAIL;
 	}
 
+	/*
+	 * The daemon runs in its own session, so ^C at the terminal reaches only us: pass it
+	 * on, and keep waiting for the daemon to report that the mount was interrupted (it
+	 * undoes what it set up) rather than leave it mounting in the background.
+	 */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
 	pid = fork();
 	if (pid < 0) {
 		perror("mount.scoutfs: fork");
@@ -202,6 +226,9 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		setsid();
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
@@ -214,6 +241,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mount.scoutfs: cannot run %s: %s\n", daemon, strerror(errno));
 		_exit(127);
 	}
+	daemon_pid = pid;
+	if (interrupted)
+		kill(pid, SIGTERM);
 	close(pipefd[1]);
 	close(logfd);
 
@@ -238,9 +268,13 @@ int main(int argc, char **argv)
 	if (strncmp(line, "ERR ", 4) == 0) {
 		char *msg = strchr(line + 4, ' ');
 		char *nl = strchr(line, '\n');
+		int status;
 
 		if (nl)
 			*nl = '\0';
+		/* it reported after undoing everything; once it has exited, the slot is free */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
 		fprintf(stderr, "mount.scoutfs: mounting %s at %s failed: %s\n", data, mountpoint,
 			msg ? msg + 1 : line + 4);
 	} else {

@@ -170,8 +170,9 @@ int main(int argc, char **argv)
 	}
 	if (err < 0) {
 		log_err("mount failed: %s", why);
-		report(ready_fd, err, why);
+		/* report only once everything is undone: the same mount may be tried at once */
 		mount_teardown(m);
+		report(ready_fd, err, why);
 		return 1;
 	}
 	report(ready_fd, 0, NULL);

@@ -53,6 +53,8 @@ static pid_t daemon_pid(const char *mountpoint)
 		return 0;
 	if (ctl_open_socket(sock, &conn, err, sizeof(err)) < 0)
 		return 0;
+	/* a hung daemon: unmount anyway (its pending requests fail), without waiting for it */
+	ctl_set_timeout(conn, 5000);
 	if (ctl_call(conn, CONTROL_CMD_PING, NULL, 0, -1, ping_cb, &ctx) < 0)
 		ctx.pid = 0;
 	ctl_close(conn);

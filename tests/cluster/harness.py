@@ -126,6 +126,16 @@ class LoopDevice:
             self.path = None
 
 
+def recv_exact(sock, n, what):
+    """n bytes from a socket; fails the test if the peer hangs up first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, f"{what} hung up"
+        buf += chunk
+    return buf
+
+
 def mountinfo_fstype(path):
     path = os.path.realpath(path)
     fstype = None

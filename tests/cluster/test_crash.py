@@ -51,6 +51,9 @@ def test_kill_at_random_moments(fs):
         fs.kill(0)
         w.kill()
         w.wait()
+        # what the crash left on the devices is consistent before any recovery
+        rc, out = fs.check()
+        assert rc == 0, f"after kill {it + 1}, scoutfs check found problems:\n{out}"
     m = fs.mount(0)
     verified = verify_log(m.path, log_path)
     assert verified > 0
@@ -58,16 +61,22 @@ def test_kill_at_random_moments(fs):
     fs.assert_clean()
 
 
-@pytest.mark.parametrize("action", ["fail", "tear"])
-def test_failed_commit_writes_are_retried(mounted, action):
+@pytest.mark.parametrize("fault", [
+    # metadata blocks (64 KiB) fail or tear
+    ("meta", "write", "fail", "64K"), ("meta", "write", "tear", "64K"),
+    # any metadata write, the super and quorum blocks included; the flushes between them
+    ("meta", "write", "fail", "0"), ("meta", "flush", "fail", "0"),
+], ids="-".join)
+def test_failed_commit_writes_are_retried(mounted, fault):
     fs = mounted
     m = fs.mounts[0].path
+    dev, op, action, min_len = fault
     with open(f"{m}/before", "wb") as f:
         f.write(b"b" * 100000)
         os.fsync(f.fileno())
-    # the next few metadata writes fail or tear; the commit is retried until they pass,
-    # and a transient failure is invisible to fsync
-    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "3", "-m", "64K", "meta", "write", action))
+    # the next few writes (or flushes) fail or tear; the commit is retried until they
+    # pass, and a transient failure is invisible to fsync
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "3", "-m", min_len, dev, op, action))
     with open(f"{m}/during", "wb") as f:
         f.write(b"d" * 100000)
         os.fsync(f.fileno())
@@ -82,6 +91,31 @@ def test_failed_commit_writes_are_retried(mounted, action):
         assert f.read() == b"b" * 100000
     with open(f"{m}/during", "rb") as f:
         assert f.read() == b"d" * 100000
+
+
+@pytest.mark.parametrize("action", ["fail", "tear"])
+def test_failed_data_write_is_an_error_and_leaks_nothing(mounted, action):
+    """File data goes to the data device when it is written: a failed write is EIO to the
+    writer, and the blocks it had allocated are not lost or half-owned."""
+    fs = mounted
+    m = fs.mounts[0].path
+    with open(f"{m}/old", "wb") as f:
+        f.write(b"o" * 300000)
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "1", "data", "write", action))
+    with pytest.raises(OSError) as e:
+        with open(f"{m}/new", "wb") as f:
+            f.write(b"n" * 300000)
+            os.fsync(f.fileno())
+    assert e.value.errno == 5
+    run(scoutfs_cmd("inject-fault", "-p", m, "data", "write", "clear"))
+    with open(f"{m}/after", "wb") as f:
+        f.write(b"a" * 300000)
+    fs.umount(0)
+    fs.assert_clean()
+    fs.mount(0)
+    for name, byte in (("old", b"o"), ("after", b"a")):
+        with open(f"{m}/{name}", "rb") as f:
+            assert f.read() == byte * 300000, name
 
 
 def test_lasting_failure_reports_eio_then_recovers(mounted):

@@ -1,17 +1,13 @@
 """mount and umount: options, bad devices, clean unmount that waits for the daemon."""
-import hashlib
 import os
+import signal
 import subprocess
 import time
 
-from harness import ScoutFS, mount_argv, mountinfo_fstype, run, tool, umount_argv
+import pytest
 
-
-def digest(path, length=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(length))
-    return h.hexdigest()
+from harness import (LOG_DIR, ScoutFS, fingerprint, mount_argv, mountinfo_fstype, run, scoutfs_cmd,
+                     tool, umount_argv)
 
 
 def try_mount(fs, opts, data=None, mnt=None):
@@ -54,12 +50,24 @@ def test_unknown_and_malformed_options(fs):
         "data_prealloc_contig_only=2": "from 0 to 1",
         "tcp_keepalive_timeout_ms=3000": "tcp_keepalive_timeout_ms",
         "quorum_slot_nr=1": "quorum_slot_nr may only be given once",
+        "orphan_scan_delay_ms=200,orphan_scan_delay_ms=300": "may only be given once",
+        "lock_idle_count=100001": "from 32 to 100000",
+        "ino_alloc_per_lock=1025": "from 1 to 1024",
+        "data_prealloc_blocks=0": "from 1 to 4503599627370495",
+        "data_prealloc_blocks=4503599627370496": "from 1 to 4503599627370495",
+        "log_merge_wait_timeout_ms=60001": "from 100 to 60000",
+        "metadev_path": "Unknown or malformed option",
+        "metadev_path=": "Unknown or malformed option",
+        "quorum_heartbeat_timeout_ms=-1": "from 2000 to 60000",
         "ro": "not supported yet",
     }
     for opt, msg in cases.items():
         p = try_mount(fs, f"{base},{opt}")
         assert p.returncode == 32, (opt, p.stderr)
         assert msg in p.stderr, (opt, p.stderr)
+    for slot in ("15", "-1", "x", ""):
+        p = try_mount(fs, f"metadev_path={fs.meta},quorum_slot_nr={slot}")
+        assert p.returncode == 32 and "a slot number from 0 to 14" in p.stderr, p.stderr
     # the daemon never ran: nothing was left mounted or running
     assert mountinfo_fstype(os.path.join(fs.dir, "mnt-try")) is None
 
@@ -72,26 +80,82 @@ def test_missing_metadev_and_unconfigured_slot(fs):
     assert "quorum_slot_nr=5 is not a configured quorum slot (configured: 0)" in p.stderr
 
 
+def test_extreme_option_values_mount(fs):
+    m = fs.mount(0, opts="lock_idle_count=32,ino_alloc_per_lock=1,data_prealloc_blocks=1,"
+                      "data_prealloc_contig_only=0,orphan_scan_delay_ms=100,"
+                      "log_merge_wait_timeout_ms=60000,tcp_keepalive_timeout_ms=3001,"
+                      "noacl,nosuid,nodev,noexec,rw,relatime,_netdev,x-systemd.foo=1")
+    for i in range(50):
+        with open(os.path.join(m.path, f"f{i}"), "w") as f:
+            f.write("x" * i)
+    fs.umount(0)
+    fs.assert_clean()
+
+
+def test_tcp_keepalive_timeout_reaches_the_sockets(fs):
+    m = fs.mount(0, opts="tcp_keepalive_timeout_ms=7000")
+    log = m.log()
+    assert "client connected" in log and "(tcp keepalive timeout 7000 ms)" in log
+    assert "server accepted" in log
+    for line in log.splitlines():
+        if "client connected" in line or "server accepted" in line:
+            assert line.endswith("(tcp keepalive timeout 7000 ms)"), line
+
+
 def test_bad_devices_fail_clearly_and_write_nothing(fs_dir):
     fs = ScoutFS(fs_dir)
     fs.mkfs()
     other = os.path.join(fs_dir, "other")
     run(["truncate", "-s", "1G", other])
-    before = {p: digest(p) for p in (fs.meta, fs.data, other)}
+    meta_link = os.path.join(fs_dir, "meta-link")
+    os.symlink(fs.meta, meta_link)
+    devices = (fs.meta, fs.data, other)
+    before = {p: fingerprint(p) for p in devices}
     cases = [
         (f"metadev_path={fs.data},quorum_slot_nr=0", fs.meta, "swapped"),
         (f"metadev_path={fs.meta},quorum_slot_nr=0", fs.meta, "same device"),
         (f"metadev_path={fs.data},quorum_slot_nr=0", fs.data, "same device"),
+        (f"metadev_path={meta_link},quorum_slot_nr=0", fs.meta, "same device"),
         (f"metadev_path={fs.meta},quorum_slot_nr=0", other, "does not contain a scoutfs"),
         (f"metadev_path={other},quorum_slot_nr=0", fs.data, "does not contain a scoutfs"),
         (f"metadev_path={fs_dir}/nope,quorum_slot_nr=0", fs.data, "cannot open metadata device"),
+        (f"metadev_path={fs.meta},quorum_slot_nr=0", f"{fs_dir}/nope", "cannot open data device"),
+        (f"metadev_path=/dev/null,quorum_slot_nr=0", fs.data, "cannot open metadata device"),
+        (f"metadev_path={fs_dir},quorum_slot_nr=0", fs.data, "cannot open metadata device"),
+        (f"metadev_path={fs.meta},quorum_slot_nr=0,bogus", fs.data, "Unknown or malformed"),
     ]
     for opts, data, msg in cases:
         p = try_mount(fs, opts, data=data)
         assert p.returncode == 32, (opts, data, p.stderr)
         assert msg in p.stderr, (opts, data, p.stderr)
-    after = {p: digest(p) for p in (fs.meta, fs.data, other)}
+    after = {p: fingerprint(p) for p in devices}
     assert before == after
+    # and the devices still mount
+    fs.mount(0)
+
+
+def test_truncated_devices_fail_clearly_and_write_nothing(fs_dir):
+    fs = ScoutFS(fs_dir)
+    fs.mkfs()
+    opts = f"metadev_path={fs.meta},quorum_slot_nr=0"
+    cases = [
+        (fs.meta, "1G", "records 32768 metadata blocks but"),
+        (fs.data, "4G", "records 2097152 data blocks but"),
+        (fs.meta, "64K", "too small to hold a scoutfs super block"),
+        (fs.data, "0", "too small to hold a scoutfs super block"),
+    ]
+    for path, size, msg in cases:
+        full = os.path.getsize(path)
+        os.truncate(path, int(size[:-1]) << {"K": 10, "G": 30}[size[-1]] if size != "0" else 0)
+        before = {p: fingerprint(p) for p in (fs.meta, fs.data)}
+        p = try_mount(fs, opts)
+        assert p.returncode == 32, (path, size, p.stderr)
+        assert msg in p.stderr, (path, size, p.stderr)
+        assert {p: fingerprint(p) for p in (fs.meta, fs.data)} == before
+        os.truncate(path, full)
+        if size not in ("1G", "4G"):
+            fs.mkfs()                 # the super was cut off: start over
+    fs.mount(0)
 
 
 def test_meta_and_data_of_different_filesystems(fs_dir):
@@ -113,8 +177,9 @@ def test_mount_point_must_be_a_directory(fs):
 def test_foreground_daemon_logs_to_stderr(fs):
     mnt = os.path.join(fs.dir, "fg")
     os.makedirs(mnt)
-    d = subprocess.Popen([tool("scoutfsd"), "-o", f"metadev_path={fs.meta},quorum_slot_nr=0",
-                          fs.data, mnt], stderr=subprocess.PIPE, text=True)
+    d = subprocess.Popen([tool("scoutfsd"), "-f", "-o",
+                          f"metadev_path={fs.meta},quorum_slot_nr=0", fs.data, mnt],
+                         stderr=subprocess.PIPE, text=True)
     for _ in range(200):
         if mountinfo_fstype(mnt) == "fuse.scoutfs":
             break
@@ -125,6 +190,12 @@ def test_foreground_daemon_logs_to_stderr(fs):
     err = d.communicate(timeout=60)[1]
     assert d.returncode == 0
     assert "mounted" in err and "unmounted cleanly" in err and "said farewell" in err
+    # a foreground daemon that can't mount says why on stderr and exits 1
+    d = subprocess.run([tool("scoutfsd"), "-f", "-o", f"metadev_path={fs.data}", fs.meta, mnt],
+                       capture_output=True, text=True, timeout=60)
+    assert d.returncode == 1 and "swapped" in d.stderr
+    d = subprocess.run([tool("scoutfsd"), "--bogus"], capture_output=True, text=True)
+    assert d.returncode == 64 and "Usage: scoutfsd" in d.stderr
 
 
 def test_second_mount_of_a_slot_fails(fs):
@@ -149,3 +220,62 @@ def test_sigterm_unmounts_cleanly(fs):
     fs.mount(0)
     with open(os.path.join(m.path, "f")) as f:
         assert f.read() == "x" * 100
+
+
+def interrupt_mount(fs, opts, wait_for):
+    """Start mounting in the background, wait for the daemon to log wait_for, then ^C the
+    mount helper: it must fail with "interrupted", and leave no daemon and no mount."""
+    m = fs.mounts[0] if fs.mounts else None
+    mnt = os.path.join(fs.dir, "mnt-intr")
+    os.makedirs(mnt, exist_ok=True)
+    log = os.path.join(LOG_DIR, "scoutfsd-" + mnt.lstrip("/").replace("/", "-") + ".log")
+    start = os.path.getsize(log) if os.path.exists(log) else 0
+    p = subprocess.Popen(mount_argv(opts, fs.data, mnt), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            if os.path.exists(log):
+                with open(log) as f:
+                    f.seek(start)
+                    if wait_for in f.read():
+                        break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the daemon never logged {wait_for!r}")
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 32, err
+    assert "interrupted" in err, err
+    assert mountinfo_fstype(mnt) is None
+    with open(log) as f:
+        f.seek(start)
+        tail = f.read()
+    assert "mount failed: interrupted" in tail, tail
+    return tail
+
+
+def test_interrupting_a_mount_waiting_for_a_server(fs):
+    # no quorum slot: the mount waits for some member to be elected, forever
+    interrupt_mount(fs, f"metadev_path={fs.meta}", "waiting for a server")
+    fs.mount(0)
+
+
+@pytest.mark.skipif(not os.environ.get("SCOUTFS_SLOW_TESTS"),
+                    reason="about a minute of recovery timeouts (SCOUTFS_SLOW_TESTS=1 runs it)")
+def test_interrupting_a_mount_waiting_for_recovery(fs):
+    # a crashed mount and no fence agent: the next server can't finish recovering it and
+    # grants no lock (after 15 s of trying to fence the crashed leader)
+    fs.mount(0)
+    fs.kill(0)
+    interrupt_mount(fs, f"metadev_path={fs.meta},quorum_slot_nr=0,"
+                        f"quorum_heartbeat_timeout_ms={fs.hb_ms}",
+                    "waiting for the server to grant the first lock")
+    fs.assert_clean()
+    fs.start_fenced()
+    fs.mount(0)
+    fs.umount(0)
+    fs.assert_clean()
