@@ -261,9 +261,22 @@ void client_start(struct client *cl)
 	net_client_start(cl->conn);
 }
 
-int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
+/* with the mutex held: wait for a change, or long enough to look at a waiter again */
+static void wait_a_moment(struct client *cl)
 {
 	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * NSEC_PER_MSEC;
+	if (ts.tv_nsec >= (long)NSEC_PER_SEC) {
+		ts.tv_sec++;
+		ts.tv_nsec -= NSEC_PER_SEC;
+	}
+	pthread_cond_timedwait(&cl->cond, &cl->mutex, &ts);
+}
+
+int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
+{
 	int err = 0;
 
 	pthread_mutex_lock(&cl->mutex);
@@ -272,13 +285,7 @@ int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
 			err = -EINTR;
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * NSEC_PER_MSEC;
-		if (ts.tv_nsec >= (long)NSEC_PER_SEC) {
-			ts.tv_sec++;
-			ts.tv_nsec -= NSEC_PER_SEC;
-		}
-		pthread_cond_timedwait(&cl->cond, &cl->mutex, &ts);
+		wait_a_moment(cl);
 	}
 	if (!err && !cl->greeted)
 		err = -ESHUTDOWN;
@@ -397,7 +404,7 @@ static void farewell_response(struct net_conn *conn, const void *data, unsigned 
 	pthread_mutex_unlock(&cl->mutex);
 }
 
-int client_farewell(struct client *cl)
+int client_farewell(struct client *cl, const struct lock_waiter *waiter)
 {
 	int err;
 
@@ -415,8 +422,13 @@ int client_farewell(struct client *cl)
 		return err;
 
 	pthread_mutex_lock(&cl->mutex);
-	while (!cl->farewell_replied && !cl->farewell_done)
-		pthread_cond_wait(&cl->cond, &cl->mutex);
+	while (!cl->farewell_replied && !cl->farewell_done) {
+		if (waiter && waiter->interrupted(waiter->arg)) {
+			pthread_mutex_unlock(&cl->mutex);
+			return -EINTR;
+		}
+		wait_a_moment(cl);
+	}
 	if (cl->farewell_done)
 		err = 0;
 	else

@@ -67,8 +67,9 @@ int client_open_ino_map(struct client *cl, u64 group_nr, le64 *bits);
 /*
  * Say farewell and wait for the answer.  If the connection breaks meanwhile, the client
  * checks the super for its mounted_clients item: gone means a server processed the farewell.
+ * -EINTR once waiter (if any) says to give up: with no server there may be no answer ever.
  */
-int client_farewell(struct client *cl);
+int client_farewell(struct client *cl, const struct lock_waiter *waiter);
 
 /* lock traffic (lock_ops of the mount) */
 int client_lock_request(struct client *cl, const struct scoutfs_net_lock *nl);

@@ -144,6 +144,12 @@ static bool mount_was_interrupted(void *arg)
 	return mount_interrupted != 0;
 }
 
+/* a clean unmount gives up waiting (for a farewell nobody answers) once it is forced */
+static bool mount_was_forced(void *arg)
+{
+	return mount_forced != 0;
+}
+
 /* ---- setting up ---- */
 
 static int setup_quorum(struct mount *m, char *why, size_t why_len)
@@ -468,8 +474,31 @@ static void shut_down_forced(struct mount *m)
 		lock_shutdown(m->li);
 }
 
+/*
+ * A clean unmount that failed leaves $RUN_DIR/rid-RID.exit saying why, for the umount
+ * helper that waits for this daemon to exit: umount must not report success when the last
+ * changes were not committed.
+ */
+static void record_unmount_failure(struct mount *m, const char *why)
+{
+	char path[300], tmp[310];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/rid-%016llx.exit", run_dir(), (unsigned long long)m->rid);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%s\n", why);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
 int mount_teardown(struct mount *m)
 {
+	struct lock_waiter forced = { .interrupted = mount_was_forced };
+	bool was_mounted = m->mounted;
+	char why[256] = "";
 	int err = 0;
 	int ret;
 
@@ -496,17 +525,26 @@ int mount_teardown(struct mount *m)
 	/* the last commit: after it nothing of this mount is dirty */
 	if (m->ti && !mount_forced) {
 		ret = trans_shutdown(m->ti);
-		if (ret < 0 && !err)
+		if (ret < 0 && !err) {
 			err = ret;
+			snprintf(why, sizeof(why), "the last commit failed (%s): changes since the "
+				 "previous commit are lost", strerror(-ret));
+		}
 	}
 	if (m->li)
 		lock_shutdown(m->li);
 	if (m->cl && !mount_forced) {
-		ret = client_farewell(m->cl);
-		if (ret < 0) {
+		ret = client_farewell(m->cl, &forced);
+		if (ret == -EINTR) {
+			log_warn("forced unmount: no longer waiting for the server to answer the "
+				 "farewell");
+		} else if (ret < 0) {
 			log_err("farewell to the server failed: %s", strerror(-ret));
-			if (!err)
+			if (!err) {
 				err = ret;
+				snprintf(why, sizeof(why), "the farewell to the server failed (%s): "
+					 "the next server will recover this mount", strerror(-ret));
+			}
 		}
 		client_shutdown(m->cl);
 	}
@@ -537,5 +575,7 @@ int mount_teardown(struct mount *m)
 	}
 	if (err == 0 && !mount_forced)
 		log_info("unmounted cleanly");
+	if (err < 0 && was_mounted)
+		record_unmount_failure(m, why);
 	return err;
 }

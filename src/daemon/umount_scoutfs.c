@@ -9,7 +9,8 @@
  * its pid (over the control socket), unmounts, and then waits until the daemon has exited --
  * it exits after its final commit and farewell -- so that the same devices can be mounted
  * again at once.  With -f the daemon is first told to shut down without writing (a forced
- * unmount, as a fence would); with -l it is not waited for.
+ * unmount, as a fence would); with -l it is not waited for.  If the daemon's clean unmount
+ * failed (its last commit or its farewell), it says why and this exits 32.
  */
 #include <errno.h>
 #include <limits.h>
@@ -26,8 +27,12 @@
 #include "control/control.h"
 #include "control/ctl_client.h"
 
+/* umount(8)'s "unmount failure" */
+#define EX_UMOUNT_FAIL 32
+
 struct ping_ctx {
 	pid_t pid;
+	uint64_t rid;
 };
 
 static int ping_cb(const void *data, size_t len, void *arg)
@@ -35,13 +40,15 @@ static int ping_cb(const void *data, size_t len, void *arg)
 	const struct control_ping_resp *resp = data;
 	struct ping_ctx *ctx = arg;
 
-	if (len >= sizeof(*resp))
+	if (len >= sizeof(*resp)) {
 		ctx->pid = (pid_t)resp->pid;
+		ctx->rid = resp->rid;
+	}
 	return 0;
 }
 
-/* the daemon's pid, from mountinfo and the control socket; 0 if it can't be reached */
-static pid_t daemon_pid(const char *mountpoint)
+/* the daemon's pid and rid, from mountinfo and the control socket; 0 if it can't be reached */
+static pid_t daemon_pid(const char *mountpoint, uint64_t *rid)
 {
 	struct ping_ctx ctx = { 0 };
 	struct ctl_conn *conn = NULL;
@@ -58,7 +65,31 @@ static pid_t daemon_pid(const char *mountpoint)
 	if (ctl_call(conn, CONTROL_CMD_PING, NULL, 0, -1, ping_cb, &ctx) < 0)
 		ctx.pid = 0;
 	ctl_close(conn);
+	*rid = ctx.rid;
 	return ctx.pid;
+}
+
+/*
+ * A daemon whose clean unmount failed (its last commit or its farewell) left the reason in
+ * $RUN_DIR/rid-RID.exit: print it and fail, the data may not be where the user expects.
+ */
+static int unmount_result(const char *mountpoint, uint64_t rid)
+{
+	const char *dir = getenv(CONTROL_RUN_DIR_ENV);
+	char path[512], why[512] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/rid-%016llx.exit", dir && *dir ? dir : CONTROL_RUN_DIR_DEFAULT,
+		 (unsigned long long)rid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(why, sizeof(why), f))
+		snprintf(why, sizeof(why), "(no reason recorded)\n");
+	fclose(f);
+	unlink(path);
+	fprintf(stderr, "umount.fuse.scoutfs: %s: the clean unmount failed: %s", mountpoint, why);
+	return EX_UMOUNT_FAIL;
 }
 
 static int run_umount(char **args)
@@ -84,6 +115,7 @@ int main(int argc, char **argv)
 	struct pollfd pfd;
 	int nargs = 0;
 	int pidfd = -1;
+	uint64_t rid = 0;
 	pid_t pid;
 	int ret;
 	int i;
@@ -112,7 +144,7 @@ int main(int argc, char **argv)
 	args[nargs++] = mountpoint;
 	args[nargs] = NULL;
 
-	pid = daemon_pid(mountpoint);
+	pid = daemon_pid(mountpoint, &rid);
 	if (pid > 0)
 		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pid > 0 && force) {
@@ -135,5 +167,5 @@ int main(int argc, char **argv)
 	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
 		;
 	close(pidfd);
-	return 0;
+	return unmount_result(mountpoint, rid);
 }

@@ -25,7 +25,9 @@ def test_umount_waits_for_the_daemon_and_remount_works_at_once(fs):
         f.write("hello")
     pid = m.daemon_pid()
     assert pid
-    fs.umount(0)
+    p = run(umount_argv(m.path))
+    assert p.stdout == "" and p.stderr == ""
+    m.mounted = False
     # umount returned only after the daemon synced, said farewell and exited
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     assert "unmounted cleanly" in m.log()
@@ -279,3 +281,39 @@ def test_interrupting_a_mount_waiting_for_recovery(fs):
     fs.mount(0)
     fs.umount(0)
     fs.assert_clean()
+
+
+def test_a_failed_clean_unmount_is_reported(fs):
+    """umount fails, and says why, when the last commit can't be written; umount -f (here:
+    SIGUSR1) gives up the farewell that no server will answer."""
+    fs.start_fenced()
+    m = fs.mount(0)
+    with open(os.path.join(m.path, "committed"), "w") as f:
+        f.write("safe")
+    run(scoutfs_cmd("sync", "-p", m.path))
+    with open(os.path.join(m.path, "uncommitted"), "w") as f:
+        f.write("lost")
+    pid = m.daemon_pid()
+    run(scoutfs_cmd("inject-fault", "-p", m.path, "-c", "0", "meta", "write", "fail"))
+    p = subprocess.Popen(umount_argv(m.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        for _ in range(300):
+            if "final commit at unmount failed" in m.log():
+                break
+            time.sleep(0.1)
+        # every metadata write fails: the server stopped, nobody will answer the farewell
+        time.sleep(1)
+        assert p.poll() is None
+        os.kill(pid, signal.SIGUSR1)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 32, err
+    assert "the clean unmount failed: the last commit failed (Input/output error)" in err
+    assert "unmounted cleanly" not in m.log()
+    m.mounted = False
+    fs.assert_clean()
+    fs.mount(0)
+    assert os.listdir(m.path) == ["committed"]
