@@ -212,7 +212,13 @@ static void usage(FILE *f)
 		"\n"
 		"The command must make the mount unable to write to the devices (kill its daemon,\n"
 		"power off its host, revoke its storage access) and exit 0; any other status\n"
-		"reports the fence as failed.\n");
+		"reports the fence as failed.  A daemon that doesn't answer within two seconds\n"
+		"is skipped until the next scan, so one hung mount can't hold up the others.\n"
+		"\n"
+		"Exit status:\n"
+		"  0   stopped by SIGTERM or SIGINT (or --once is done)\n"
+		"  1   no fence command, or the configuration can't be read\n"
+		"  64  invalid arguments\n");
 }
 
 int main(int argc, char **argv)

@@ -92,6 +92,29 @@ static int unmount_result(const char *mountpoint, uint64_t rid)
 	return EX_UMOUNT_FAIL;
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: umount.fuse.scoutfs MOUNTPOINT [-l] [-f] [-n] [-r] [-v]\n"
+		"       umount MOUNTPOINT\n"
+		"\n"
+		"Unmount a scoutfs mount; normally run by umount(8).  It returns once the\n"
+		"mount's daemon has committed the last changes, said farewell to the server and\n"
+		"exited, so the devices and quorum slot can be mounted again at once.\n"
+		"\n"
+		"  -f  forced: the daemon stops at once, without committing or saying farewell\n"
+		"      (as a crash; the next server recovers the mount)\n"
+		"  -l  lazy: detach now and don't wait for the daemon\n"
+		"  -n, -r, -v  as for umount(8) (-v also says what it waits for)\n"
+		"\n"
+		"Exit status:\n"
+		"  0   unmounted cleanly\n"
+		"  1   invalid arguments\n"
+		"  32  the unmount failed, or the daemon's clean unmount failed (the reason is\n"
+		"      printed: the last commit or the farewell did not succeed)\n"
+		"  other  umount(8)'s status, when it failed\n");
+}
+
 static int run_umount(char **args)
 {
 	pid_t pid = fork();
@@ -122,8 +145,16 @@ int main(int argc, char **argv)
 
 	args[nargs++] = "umount";
 	args[nargs++] = "-i"; /* don't come back here */
-	for (i = 1; i < argc && nargs < 14; i++) {
-		if (argv[i][0] == '-') {
+	for (i = 1; i < argc && nargs < 12; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if ((strcmp(argv[i], "-t") == 0 || strcmp(argv[i], "-N") == 0) &&
+			   i + 1 < argc) {
+			/* options with an argument, passed on as they came */
+			args[nargs++] = argv[i++];
+			args[nargs++] = argv[i];
+		} else if (argv[i][0] == '-' && argv[i][1] != '-') {
 			if (strchr(argv[i], 'l'))
 				lazy = true;
 			if (strchr(argv[i], 'f'))
@@ -131,12 +162,15 @@ int main(int argc, char **argv)
 			if (strchr(argv[i], 'v'))
 				verbose = true;
 			args[nargs++] = argv[i];
-		} else if (!mnt) {
+		} else if (!mnt && argv[i][0] != '-') {
 			mnt = argv[i];
+		} else {
+			usage(stderr);
+			return 1;
 		}
 	}
 	if (!mnt) {
-		fprintf(stderr, "usage: umount.fuse.scoutfs MOUNTPOINT [-l] [-f] [-n] [-v]\n");
+		usage(stderr);
 		return 1;
 	}
 	if (!realpath(mnt, mountpoint))

@@ -265,7 +265,7 @@ def test_help_of_every_command():
         assert p.returncode == 64 and f"scoutfs {name} --help" in p.stderr, (name, p.stderr)
     p = run(scoutfs_cmd("no-such-command"), check=False)
     assert p.returncode == 64
-    for helper in ("mount.scoutfs", "scoutfsd"):
+    for helper in ("mount.scoutfs", "umount.fuse.scoutfs", "scoutfsd", "scoutfs-fenced"):
         p = run([tool(helper), "--help"])
         assert p.stdout.startswith("Usage: ") and "Exit status:" in p.stdout, helper
     p = run([tool("mount.scoutfs"), "--help"])
