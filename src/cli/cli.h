@@ -76,6 +76,7 @@ extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd cli_cmd_check;
 extern const struct cli_cmd cli_cmd_counters;
 extern const struct cli_cmd cli_cmd_mkfs;
+extern const struct cli_cmd cli_cmd_mount_options;
 extern const struct cli_cmd cli_cmd_print;
 extern const struct cli_cmd cli_cmd_sync;
 extern const struct cli_cmd cli_cmd_client_locks;

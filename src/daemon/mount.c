@@ -446,6 +446,48 @@ int mount_control_start(struct mount *m, char *why, size_t why_len)
 	return -EIO;
 }
 
+int mount_change_options(struct mount *m, const char *str, char *why, size_t why_len)
+{
+	struct mount_options mo;
+	struct fs_options fo;
+	int err;
+
+	pthread_mutex_lock(&m->opts_mutex);
+	mo = m->mo;
+	err = mount_options_change(&mo, str, why, why_len);
+	if (err == 0 && m->ready) {
+		if (m->q)
+			quorum_set_hb_timeout(m->q, mo.quorum_heartbeat_timeout_ms);
+		if (m->srv)
+			server_set_log_merge_wait_timeout(m->srv, mo.log_merge_wait_timeout_ms);
+		lock_set_idle_count(m->li, mo.lock_idle_count);
+		fs_set_orphan_scan_delay(m->fs, mo.orphan_scan_delay_ms);
+		memset(&fo, 0, sizeof(fo));
+		fo.data_prealloc_blocks = mo.data_prealloc_blocks;
+		fo.data_prealloc_contig_only = mo.data_prealloc_contig_only;
+		fo.ino_alloc_per_lock = mo.ino_alloc_per_lock;
+		fo.acl = mo.acl;
+		fs_set_options(m->fs, &fo);
+		m->mo = mo;
+		log_info("mount options changed: %s", str);
+	} else if (err == 0) {
+		snprintf(why, why_len, "the mount is not ready");
+		err = -EAGAIN;
+	}
+	pthread_mutex_unlock(&m->opts_mutex);
+	return err;
+}
+
+int mount_format_options(struct mount *m, char *buf, size_t len)
+{
+	int n;
+
+	pthread_mutex_lock(&m->opts_mutex);
+	n = mount_options_format(&m->mo, '\n', buf, len);
+	pthread_mutex_unlock(&m->opts_mutex);
+	return n;
+}
+
 int mount_run(struct mount *m)
 {
 	return sfuse_loop(m->sf);

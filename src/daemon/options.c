@@ -32,27 +32,29 @@ struct num_opt {
 	uint64_t max;
 	size_t off;
 	int size;
-	bool once; /* may be given only once, as in the original */
+	bool once;    /* may be given only once, as in the original */
+	bool runtime; /* may be changed while mounted */
 };
 
-#define NUM_OPT(nm, hlp, mn, mx, on)                                                       \
+#define NUM_OPT(nm, hlp, mn, mx, on, rt)                                                   \
 	{ #nm, hlp, mn, mx, offsetof(struct mount_options, nm),                            \
-	  (int)sizeof(((struct mount_options *)0)->nm), on }
-#define NUM(nm, hlp, mn, mx) NUM_OPT(nm, hlp, mn, mx, false)
+	  (int)sizeof(((struct mount_options *)0)->nm), on, rt }
+#define NUM(nm, hlp, mn, mx) NUM_OPT(nm, hlp, mn, mx, false, true)
 
 static const struct num_opt num_opts[] = {
 	NUM(quorum_heartbeat_timeout_ms,
 	    "how long quorum members wait for the leader's heartbeat before electing\n"
 	    "a new one",
 	    2000, 60000),
-	NUM(tcp_keepalive_timeout_ms,
-	    "how long a silent connection to the server (or, on the server, to a\n"
-	    "client) lasts before it is declared broken",
-	    3001, 600000000),
+	NUM_OPT(tcp_keepalive_timeout_ms,
+		"how long a silent connection to the server (or, on the server, to a\n"
+		"client) lasts before it is declared broken (can't be changed while\n"
+		"mounted)",
+		3001, 600000000, false, false),
 	NUM_OPT(orphan_scan_delay_ms,
 		"how often the mount looks for unlinked inodes that no mount still uses\n"
 		"(given at most once)",
-		100, 60000, true),
+		100, 60000, true, true),
 	NUM(log_merge_wait_timeout_ms,
 	    "how long the server waits for mounts to finish their transactions\n"
 	    "before it merges their log btrees",
@@ -258,23 +260,63 @@ void mount_options_help(FILE *f)
 		   "      are accepted and change nothing\n");
 }
 
-int mount_options_format(const struct mount_options *mo, char *buf, size_t len)
+int mount_options_change(struct mount_options *mo, const char *str, char *why, size_t why_len)
+{
+	struct mount_options n = *mo;
+	char *copy, *opt, *val, *save = NULL;
+	int err = 0;
+
+	copy = strdup(str);
+	if (!copy)
+		return -ENOMEM;
+	for (opt = strtok_r(copy, ",", &save); opt && err == 0;
+	     opt = strtok_r(NULL, ",", &save)) {
+		const struct num_opt *no = NULL;
+
+		val = strchr(opt, '=');
+		if (val)
+			*val++ = '\0';
+		for (size_t i = 0; i < ARRAY_SIZE(num_opts); i++) {
+			if (strcmp(opt, num_opts[i].name) == 0)
+				no = &num_opts[i];
+		}
+		if (no && val && no->runtime) {
+			err = set_num(&n, no, val, why, why_len);
+		} else if (no || strcmp(opt, "metadev_path") == 0 ||
+			   strcmp(opt, "quorum_slot_nr") == 0 || strcmp(opt, "acl") == 0 ||
+			   strcmp(opt, "noacl") == 0) {
+			snprintf(why, why_len, "%s can't be changed while mounted%s", opt,
+				 no && !val ? " (and needs a value)" : "");
+			err = -EINVAL;
+		} else {
+			snprintf(why, why_len, "Unknown or malformed option: '%s%s%s'", opt,
+				 val ? "=" : "", val ? val : "");
+			err = -EINVAL;
+		}
+	}
+	free(copy);
+	if (err == 0)
+		*mo = n;
+	return err;
+}
+
+int mount_options_format(const struct mount_options *mo, char sep, char *buf, size_t len)
 {
 	int n;
 
 	n = snprintf(buf, len,
-		     "%s,data_prealloc_blocks=%llu,data_prealloc_contig_only=%d,"
-		     "ino_alloc_per_lock=%u,lock_idle_count=%u,log_merge_wait_timeout_ms=%llu,"
-		     "metadev_path=%s,orphan_scan_delay_ms=%llu,quorum_heartbeat_timeout_ms=%llu",
-		     mo->acl ? "acl" : "noacl", (unsigned long long)mo->data_prealloc_blocks,
-		     mo->data_prealloc_contig_only, mo->ino_alloc_per_lock, mo->lock_idle_count,
-		     (unsigned long long)mo->log_merge_wait_timeout_ms, mo->metadev_path,
-		     (unsigned long long)mo->orphan_scan_delay_ms,
+		     "%s%cdata_prealloc_blocks=%llu%cdata_prealloc_contig_only=%d%c"
+		     "ino_alloc_per_lock=%u%clock_idle_count=%u%clog_merge_wait_timeout_ms=%llu%c"
+		     "metadev_path=%s%corphan_scan_delay_ms=%llu%cquorum_heartbeat_timeout_ms=%llu",
+		     mo->acl ? "acl" : "noacl", sep, (unsigned long long)mo->data_prealloc_blocks,
+		     sep, mo->data_prealloc_contig_only, sep, mo->ino_alloc_per_lock, sep,
+		     mo->lock_idle_count, sep, (unsigned long long)mo->log_merge_wait_timeout_ms,
+		     sep, mo->metadev_path, sep, (unsigned long long)mo->orphan_scan_delay_ms, sep,
 		     (unsigned long long)mo->quorum_heartbeat_timeout_ms);
 	if (mo->quorum_slot_nr >= 0 && n >= 0 && (size_t)n < len)
-		n += snprintf(buf + n, len - n, ",quorum_slot_nr=%d", mo->quorum_slot_nr);
+		n += snprintf(buf + n, len - n, "%cquorum_slot_nr=%d", sep, mo->quorum_slot_nr);
 	if (n >= 0 && (size_t)n < len)
-		n += snprintf(buf + n, len - n, ",tcp_keepalive_timeout_ms=%llu",
+		n += snprintf(buf + n, len - n, "%ctcp_keepalive_timeout_ms=%llu", sep,
 			      (unsigned long long)mo->tcp_keepalive_timeout_ms);
 	return n;
 }

@@ -140,6 +140,7 @@ int main(int argc, char **argv)
 		return 64;
 	}
 
+	pthread_mutex_init(&m->opts_mutex, NULL);
 	mount_options_defaults(&m->mo);
 	err = mount_options_parse(&m->mo, opts, why, sizeof(why));
 	if (err == 0)

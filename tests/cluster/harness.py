@@ -147,6 +147,36 @@ def mountinfo_fstype(path):
     return fstype
 
 
+def leftovers_under(top):
+    """Mounts and live daemons a test left behind under top: (mount points, daemon pids)."""
+    top = os.path.realpath(top) + "/"
+    mnts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            p = line.split()[4]
+            if p.startswith(top):
+                mnts.append(p)
+    pids = [pid for pid, mnt in live_daemons() if mnt.startswith(top)]
+    return mnts, pids
+
+
+def live_daemons():
+    """(pid, mount point) of every running daemon, from the pid files in RUN_DIR."""
+    try:
+        names = os.listdir(RUN_DIR)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith("rid-") and n.endswith(".pid"):
+            try:
+                with open(os.path.join(RUN_DIR, n)) as f:
+                    pid, _start, mnt = f.read().strip().split(" ", 2)
+            except (OSError, ValueError):
+                continue
+            if os.path.exists(f"/proc/{pid}"):
+                yield int(pid), mnt
+
+
 class Mount:
     def __init__(self, fs, index, slot):
         self.fs = fs
@@ -169,19 +199,9 @@ class Mount:
 
     def daemon_pid(self):
         """The pid of this mount's daemon, from its pid file (matched by mount point)."""
-        try:
-            names = os.listdir(RUN_DIR)
-        except OSError:
-            return None
-        for n in names:
-            if n.startswith("rid-") and n.endswith(".pid"):
-                try:
-                    with open(os.path.join(RUN_DIR, n)) as f:
-                        pid, _start, mnt = f.read().strip().split(" ", 2)
-                except (OSError, ValueError):
-                    continue
-                if mnt == os.path.realpath(self.path) and os.path.exists(f"/proc/{pid}"):
-                    return int(pid)
+        for pid, mnt in live_daemons():
+            if mnt == os.path.realpath(self.path):
+                return pid
         return None
 
 

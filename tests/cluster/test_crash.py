@@ -17,6 +17,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ITERS = int(os.environ.get("SCOUTFS_CRASH_ITERS", "8"))
 
 
+def wait_for_log(mount, text, timeout=30):
+    for _ in range(timeout * 10):
+        if text in mount.log():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon never logged {text!r}")
+
+
 def verify_log(mnt, log_path):
     """Every file recorded after its fsync reads back exactly."""
     nr = 0
@@ -71,6 +79,9 @@ def test_failed_commit_writes_are_retried(mounted, fault):
     fs = mounted
     m = fs.mounts[0].path
     dev, op, action, min_len = fault
+    # a failed quorum block write stops the quorum agent for good (as in the original: the
+    # mount must be remounted), so let the new server record itself before faulting them
+    wait_for_log(fs.mounts[0], "server of term 1 is up")
     with open(f"{m}/before", "wb") as f:
         f.write(b"b" * 100000)
         os.fsync(f.fileno())

@@ -14,14 +14,12 @@ def mkfs(fs, *args):
     return run([tool("scoutfs"), "mkfs"] + list(args), check=False)
 
 
-def test_mkfs_summary_and_mount(fs_dir):
-    fs = ScoutFS(fs_dir)
+def test_mkfs_summary_and_mount(fs):
     p = fs.mkfs()
     assert "Created scoutfs filesystem" in p.stdout
     assert f"0: 127.0.0.1:{fs.ports[0]}" in p.stdout
     fs.mount(0)
     assert os.listdir(fs.mounts[0].path) == []
-    fs.cleanup()
 
 
 def test_refuses_existing_filesystem_without_force(fs):
@@ -93,11 +91,10 @@ def test_max_sizes(fs_dir):
     assert "524288 (2048 MiB)" in p.stdout
 
 
-def test_format_version(fs_dir):
-    fs = ScoutFS(fs_dir)
-    p = mkfs(fs, "-A", "-V", "3", *fs.quorum_args(), fs.meta, fs.data)
+def test_format_version(fs):
+    p = mkfs(fs, "-A", "-f", "-V", "3", *fs.quorum_args(), fs.meta, fs.data)
     assert p.returncode == 64 and "not supported" in p.stderr
-    p = mkfs(fs, "-A", "-V", "1", *fs.quorum_args(), fs.meta, fs.data)
+    p = mkfs(fs, "-A", "-f", "-V", "1", *fs.quorum_args(), fs.meta, fs.data)
     assert p.returncode == 0 and "format version:       1" in p.stdout
     fs.mount(0)
     with open(os.path.join(fs.mounts[0].path, "f"), "w") as f:
@@ -106,7 +103,7 @@ def test_format_version(fs_dir):
     fs.mount(0)
     with open(os.path.join(fs.mounts[0].path, "f")) as f:
         assert f.read() == "v1"
-    fs.cleanup()
+    assert "fmt_vers 1 " in fs.scoutfs("print", "-S", fs.meta).stdout
 
 
 def test_refusals_write_nothing(fs_dir):
@@ -206,11 +203,9 @@ def test_progress_output(fs_dir):
     assert p.returncode == 0 and p.stderr == ""
 
 
-def test_progress_on_a_terminal_when_a_device_is_slow(fs_dir):
+def test_progress_on_a_terminal_when_a_device_is_slow(fs):
     """A step that hangs in a slow device is shown on a terminal, and only there."""
-    host = ScoutFS(fs_dir)
-    host.mkfs()
-    m = host.mount(0)
+    m = fs.mount(0)
     meta, data = os.path.join(m.path, "meta"), os.path.join(m.path, "data")
     run(["truncate", "-s", "1G", meta, data])
     pid = m.daemon_pid()
@@ -220,12 +215,12 @@ def test_progress_on_a_terminal_when_a_device_is_slow(fs_dir):
         try:
             if tty:
                 master, slave = pty.openpty()
-                proc = subprocess.Popen(scoutfs_cmd("mkfs", "-A", "-f", *host.quorum_args(),
+                proc = subprocess.Popen(scoutfs_cmd("mkfs", "-A", "-f", *fs.quorum_args(),
                                                     meta, data),
                                         stdout=subprocess.PIPE, stderr=slave)
                 os.close(slave)
             else:
-                proc = subprocess.Popen(scoutfs_cmd("mkfs", "-A", "-f", *host.quorum_args(),
+                proc = subprocess.Popen(scoutfs_cmd("mkfs", "-A", "-f", *fs.quorum_args(),
                                                     meta, data),
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             time.sleep(2)

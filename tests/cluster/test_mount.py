@@ -104,9 +104,8 @@ def test_tcp_keepalive_timeout_reaches_the_sockets(fs):
             assert line.endswith("(tcp keepalive timeout 7000 ms)"), line
 
 
-def test_bad_devices_fail_clearly_and_write_nothing(fs_dir):
-    fs = ScoutFS(fs_dir)
-    fs.mkfs()
+def test_bad_devices_fail_clearly_and_write_nothing(fs):
+    fs_dir = fs.dir
     other = os.path.join(fs_dir, "other")
     run(["truncate", "-s", "1G", other])
     meta_link = os.path.join(fs_dir, "meta-link")
@@ -136,9 +135,7 @@ def test_bad_devices_fail_clearly_and_write_nothing(fs_dir):
     fs.mount(0)
 
 
-def test_truncated_devices_fail_clearly_and_write_nothing(fs_dir):
-    fs = ScoutFS(fs_dir)
-    fs.mkfs()
+def test_truncated_devices_fail_clearly_and_write_nothing(fs):
     opts = f"metadev_path={fs.meta},quorum_slot_nr=0"
     cases = [
         (fs.meta, "1G", "records 32768 metadata blocks but"),
@@ -317,3 +314,58 @@ def test_a_failed_clean_unmount_is_reported(fs):
     fs.assert_clean()
     fs.mount(0)
     assert os.listdir(m.path) == ["committed"]
+
+
+def mount_options(m, *changes, prefix=(), check=True):
+    p = run(list(prefix) + scoutfs_cmd("mount-options", "-p", m, *changes), check=check)
+    return p if not check else dict(l.split("=", 1) if "=" in l else (l, "")
+                                    for l in p.stdout.splitlines())
+
+
+def test_mount_options_are_shown_and_changed_while_mounted(fs):
+    m = fs.mount(0, opts="lock_idle_count=500,tcp_keepalive_timeout_ms=9000").path
+    o = mount_options(m)
+    assert list(o) == ["noacl", "data_prealloc_blocks", "data_prealloc_contig_only",
+                       "ino_alloc_per_lock", "lock_idle_count", "log_merge_wait_timeout_ms",
+                       "metadev_path", "orphan_scan_delay_ms", "quorum_heartbeat_timeout_ms",
+                       "quorum_slot_nr", "tcp_keepalive_timeout_ms"]
+    assert o["lock_idle_count"] == "500" and o["tcp_keepalive_timeout_ms"] == "9000"
+    assert o["metadev_path"] == fs.meta and o["quorum_slot_nr"] == "0"
+    assert o["orphan_scan_delay_ms"] == "10000" and o["data_prealloc_blocks"] == "2048"
+
+    # a change takes effect: with a short delay the orphan scan runs again and again
+    def scans():
+        c = dict(l.split() for l in run(scoutfs_cmd("counters", "-p", m)).stdout.splitlines())
+        return int(c["orphan_scan"])
+    before = scans()
+    o = mount_options(m, "orphan_scan_delay_ms=100", "lock_idle_count=64",
+                      "quorum_heartbeat_timeout_ms=3000")
+    assert o["orphan_scan_delay_ms"] == "100" and o["lock_idle_count"] == "64"
+    assert o["quorum_heartbeat_timeout_ms"] == "3000"
+    time.sleep(1.5)
+    assert scans() - before >= 5
+    assert "mount options changed: orphan_scan_delay_ms=100" in fs.mounts[0].log()
+
+    # refused changes change nothing, and say why
+    for bad, why in (("lock_idle_count=1", "lock_idle_count=1: must be a number from 32"),
+                     ("metadev_path=/x", "metadev_path can't be changed while mounted"),
+                     ("quorum_slot_nr=1", "quorum_slot_nr can't be changed while mounted"),
+                     ("tcp_keepalive_timeout_ms=5000", "can't be changed while mounted"),
+                     ("bogus=1", "Unknown or malformed option: 'bogus=1'")):
+        p = mount_options(m, "ino_alloc_per_lock=7", bad, check=False)
+        assert p.returncode == 1 and why in p.stderr, (bad, p.stderr)
+        assert p.stdout == ""
+    p = mount_options(m, "noequals", check=False)
+    assert p.returncode == 64 and "is not NAME=VALUE" in p.stderr
+    assert mount_options(m)["ino_alloc_per_lock"] == "1024"
+
+    # anyone may look; only CAP_SYS_ADMIN may change
+    os.chmod(fs.dir, 0o755)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    assert mount_options(m, prefix=nobody)["lock_idle_count"] == "64"
+    p = mount_options(m, "lock_idle_count=100", prefix=nobody, check=False)
+    assert p.returncode == 1 and "Operation not permitted" in p.stderr
+    # changes last until unmount
+    fs.umount(0)
+    fs.mount(0)
+    assert mount_options(m)["orphan_scan_delay_ms"] == "10000"
