@@ -34,6 +34,36 @@
 
 /* how long one daemon may take to answer */
 #define CTL_TIMEOUT_MS 3000
+/* and how long it is then left alone, so that hung daemons don't slow every scan */
+#define DAEMON_BACKOFF_SECS 30
+#define MAX_BACKOFFS	    64
+
+/* daemons that didn't answer, and when to try them again */
+static struct backoff {
+	char sock[256];
+	time_t until;
+} backoffs[MAX_BACKOFFS];
+
+static bool backing_off(const char *sock, time_t now)
+{
+	for (int i = 0; i < MAX_BACKOFFS; i++) {
+		if (backoffs[i].until > now && strcmp(backoffs[i].sock, sock) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void back_off(const char *sock, time_t now)
+{
+	int oldest = 0;
+
+	for (int i = 1; i < MAX_BACKOFFS; i++) {
+		if (backoffs[i].until < backoffs[oldest].until)
+			oldest = i;
+	}
+	snprintf(backoffs[oldest].sock, sizeof(backoffs[oldest].sock), "%s", sock);
+	backoffs[oldest].until = now + DAEMON_BACKOFF_SECS;
+}
 
 static volatile sig_atomic_t stopping;
 
@@ -165,6 +195,8 @@ static void service_socket(const struct config *cfg, const char *sock)
 	char err[256];
 	int ret;
 
+	if (backing_off(sock, time(NULL)))
+		return;
 	if (ctl_open_socket(sock, &conn, err, sizeof(err)) < 0)
 		return; /* a dead daemon's leftover socket */
 	/* a stuck daemon must not keep us from the servers that need us */
@@ -172,8 +204,11 @@ static void service_socket(const struct config *cfg, const char *sock)
 	ret = ctl_call(conn, CONTROL_CMD_FENCE_LIST, NULL, 0, -1, list_cb, &lc);
 	if (ret < 0) {
 		/* -ENOTCONN: that mount is not running the server */
-		if (ret == -ETIMEDOUT)
-			logmsg("%s did not answer within %u ms, skipped", sock, CTL_TIMEOUT_MS);
+		if (ret == -ETIMEDOUT) {
+			logmsg("%s did not answer within %u ms; leaving it for %u seconds", sock,
+			       CTL_TIMEOUT_MS, DAEMON_BACKOFF_SECS);
+			back_off(sock, time(NULL));
+		}
 		ctl_close(conn);
 		return;
 	}
@@ -213,7 +248,7 @@ static void usage(FILE *f)
 		"The command must make the mount unable to write to the devices (kill its daemon,\n"
 		"power off its host, revoke its storage access) and exit 0; any other status\n"
 		"reports the fence as failed.  A daemon that doesn't answer within two seconds\n"
-		"is skipped until the next scan, so one hung mount can't hold up the others.\n"
+		"is left alone for thirty, so hung mounts can't hold up the others.\n"
 		"\n"
 		"Exit status:\n"
 		"  0   stopped by SIGTERM or SIGINT (or --once is done)\n"

@@ -5,12 +5,14 @@ fsynced, and the filesystem checks clean; failed and torn metadata writes never 
 import hashlib
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+import harness
 from harness import run, scoutfs_cmd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -164,3 +166,30 @@ def test_crash_while_commits_fail(mounted):
         assert f.read() == b"s" * 50000
     fs.umount(0)
     fs.assert_clean()
+
+
+def test_a_hung_daemon_does_not_stop_fencing(fs_dir, monkeypatch):
+    """The fence agent asks every daemon of the host for fence requests: one that never
+    answers (here a socket nobody accepts on, first in line) must not stop the others."""
+    run_dir = os.path.join(fs_dir, "run")
+    os.makedirs(run_dir)
+    monkeypatch.setenv("SCOUTFS_RUN_DIR", run_dir)
+    monkeypatch.setattr(harness, "RUN_DIR", run_dir)
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(os.path.join(run_dir, "rid-0000000000000000.sock"))
+    hung.listen(8)
+    fs = harness.ScoutFS(fs_dir)
+    try:
+        fs.mkfs()
+        fs.start_fenced()
+        fs.mount(0)
+        fs.kill(0)
+        t0 = time.monotonic()
+        fs.mount(0)          # the new server must fence the crashed one first
+        assert time.monotonic() - t0 < 20
+        assert "fence agent fenced rid" in fs.mounts[0].log()
+    finally:
+        fs.cleanup()
+        hung.close()
+    with open(os.path.join(fs_dir, "fenced.log")) as f:
+        assert "rid-0000000000000000.sock did not answer" in f.read()
