@@ -150,6 +150,16 @@ static bool mount_was_forced(void *arg)
 	return mount_forced != 0;
 }
 
+/* the mount options the fs layer uses, at mount and when they change */
+static void fs_options_of(const struct mount_options *mo, struct fs_options *fo)
+{
+	memset(fo, 0, sizeof(*fo));
+	fo->data_prealloc_blocks = mo->data_prealloc_blocks;
+	fo->data_prealloc_contig_only = mo->data_prealloc_contig_only;
+	fo->ino_alloc_per_lock = mo->ino_alloc_per_lock;
+	fo->acl = mo->acl;
+}
+
 /* ---- setting up ---- */
 
 static int setup_quorum(struct mount *m, char *why, size_t why_len)
@@ -285,10 +295,7 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 	fcfg.rid = m->rid;
 	fcfg.fmt_vers = m->fmt_vers;
 	fcfg.total_data_blocks = le64_to_cpu(m->sp.meta_super->total_data_blocks);
-	fcfg.opts.data_prealloc_blocks = m->mo.data_prealloc_blocks;
-	fcfg.opts.data_prealloc_contig_only = m->mo.data_prealloc_contig_only;
-	fcfg.opts.ino_alloc_per_lock = m->mo.ino_alloc_per_lock;
-	fcfg.opts.acl = m->mo.acl;
+	fs_options_of(&m->mo, &fcfg.opts);
 	err = fs_create(&fcfg, &m->fs);
 	if (err < 0)
 		goto nomem;
@@ -462,11 +469,7 @@ int mount_change_options(struct mount *m, const char *str, char *why, size_t why
 			server_set_log_merge_wait_timeout(m->srv, mo.log_merge_wait_timeout_ms);
 		lock_set_idle_count(m->li, mo.lock_idle_count);
 		fs_set_orphan_scan_delay(m->fs, mo.orphan_scan_delay_ms);
-		memset(&fo, 0, sizeof(fo));
-		fo.data_prealloc_blocks = mo.data_prealloc_blocks;
-		fo.data_prealloc_contig_only = mo.data_prealloc_contig_only;
-		fo.ino_alloc_per_lock = mo.ino_alloc_per_lock;
-		fo.acl = mo.acl;
+		fs_options_of(&mo, &fo);
 		fs_set_options(m->fs, &fo);
 		m->mo = mo;
 		log_info("mount options changed: %s", str);
