@@ -185,6 +185,7 @@ class Mount:
         self.path = os.path.join(fs.dir, f"mnt{index}")
         os.makedirs(self.path, exist_ok=True)
         self.mounted = False
+        self.log_start = 0  # where the latest mount's part of the log begins
 
     def log_path(self):
         name = self.path.lstrip("/").replace("/", "-")
@@ -196,6 +197,20 @@ class Mount:
                 return f.read()
         except OSError:
             return ""
+
+    def wait_for_log(self, text, timeout=30):
+        """Wait until the daemon of the latest mount says text in its log."""
+        for _ in range(timeout * 10):
+            if text in self.log()[self.log_start:]:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"mount {self.index} never logged {text!r}")
+
+    def wait_server_up(self):
+        """Wait until this quorum member's server recorded itself in its quorum block
+        (killed before that, it can't be fenced as a leader, only after the 30 s a crashed
+        client gets to come back)."""
+        self.wait_for_log(f"quorum slot {self.slot} server of term")
 
     def daemon_pid(self):
         """The pid of this mount's daemon, from its pid file (matched by mount point)."""
@@ -244,6 +259,7 @@ class ScoutFS:
             o.append(f"quorum_slot_nr={m.slot}")
         if opts:
             o.append(opts)
+        m.log_start = len(m.log())
         p = run(mount_argv(",".join(o), self.data, m.path), check=False, timeout=180)
         if check and p.returncode != 0:
             raise AssertionError(f"mount {index} failed ({p.returncode}): {p.stderr}\n"

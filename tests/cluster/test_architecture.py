@@ -209,6 +209,7 @@ def test_farewell_removes_the_mounts_record(fs):
     assert clients == ["mounted_clients: height 0, root blkno 0 seq 0000000000000000"], clients
     # a crashed mount says no farewell: its record stays until the next server reclaims it
     m = fs.mount(0)
+    m.wait_server_up()
     crashed = statfs(m.path)["rid"]
     fs.kill(0)
     assert f"mounted client rid {crashed}" in "\n".join(section(print_dev(fs), "mounted_clients"))

@@ -19,14 +19,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ITERS = int(os.environ.get("SCOUTFS_CRASH_ITERS", "8"))
 
 
-def wait_for_log(mount, text, timeout=30):
-    for _ in range(timeout * 10):
-        if text in mount.log():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the daemon never logged {text!r}")
-
-
 def verify_log(mnt, log_path):
     """Every file recorded after its fsync reads back exactly."""
     nr = 0
@@ -83,7 +75,7 @@ def test_failed_commit_writes_are_retried(mounted, fault):
     dev, op, action, min_len = fault
     # a failed quorum block write stops the quorum agent for good (as in the original: the
     # mount must be remounted), so let the new server record itself before faulting them
-    wait_for_log(fs.mounts[0], "server of term 1 is up")
+    fs.mounts[0].wait_server_up()
     with open(f"{m}/before", "wb") as f:
         f.write(b"b" * 100000)
         os.fsync(f.fileno())
@@ -182,7 +174,7 @@ def test_a_hung_daemon_does_not_stop_fencing(fs_dir, monkeypatch):
     try:
         fs.mkfs()
         fs.start_fenced()
-        fs.mount(0)
+        fs.mount(0).wait_server_up()
         fs.kill(0)
         t0 = time.monotonic()
         fs.mount(0)          # the new server must fence the crashed one first

@@ -325,7 +325,7 @@ def mount_options(m, *changes, prefix=(), check=True):
 def test_mount_options_are_shown_and_changed_while_mounted(fs):
     m = fs.mount(0, opts="lock_idle_count=500,tcp_keepalive_timeout_ms=9000").path
     o = mount_options(m)
-    assert list(o) == ["noacl", "data_prealloc_blocks", "data_prealloc_contig_only",
+    assert list(o) == ["acl", "data_prealloc_blocks", "data_prealloc_contig_only",
                        "ino_alloc_per_lock", "lock_idle_count", "log_merge_wait_timeout_ms",
                        "metadev_path", "orphan_scan_delay_ms", "quorum_heartbeat_timeout_ms",
                        "quorum_slot_nr", "tcp_keepalive_timeout_ms"]
@@ -351,6 +351,7 @@ def test_mount_options_are_shown_and_changed_while_mounted(fs):
                      ("metadev_path=/x", "metadev_path can't be changed while mounted"),
                      ("quorum_slot_nr=1", "quorum_slot_nr can't be changed while mounted"),
                      ("tcp_keepalive_timeout_ms=5000", "can't be changed while mounted"),
+                     ("acl=0", "acl can't be changed while mounted"),
                      ("bogus=1", "Unknown or malformed option: 'bogus=1'")):
         p = mount_options(m, "ino_alloc_per_lock=7", bad, check=False)
         assert p.returncode == 1 and why in p.stderr, (bad, p.stderr)
