@@ -38,6 +38,8 @@ def verify_log(mnt, log_path):
     return nr
 
 
+# a soak (SCOUTFS_CRASH_ITERS=1000) may run for hours: each kill gets its own share of time
+@pytest.mark.timeout(120 + ITERS * 60)
 def test_kill_at_random_moments(fs):
     fs.start_fenced()
     log_path = os.path.join(fs.dir, "fsynced.log")
