@@ -321,7 +321,7 @@ static void usage(FILE *f)
 		"The command must make the mount unable to write to the devices (kill its daemon,\n"
 		"power off its host, revoke its storage access) and exit 0; any other status\n"
 		"reports the fence as failed.  Daemons are asked at the same time, and one that\n"
-		"doesn't answer within two seconds is left alone for thirty, so hung mounts\n"
+		"doesn't answer within three seconds is left alone for thirty, so hung mounts\n"
 		"can't hold up the others.\n"
 		"\n"
 		"Exit status:\n"
