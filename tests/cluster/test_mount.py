@@ -285,6 +285,7 @@ def test_a_failed_clean_unmount_is_reported(fs):
     SIGUSR1) gives up the farewell that no server will answer."""
     fs.start_fenced()
     m = fs.mount(0)
+    m.wait_server_up()
     with open(os.path.join(m.path, "committed"), "w") as f:
         f.write("safe")
     run(scoutfs_cmd("sync", "-p", m.path))
