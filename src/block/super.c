@@ -73,6 +73,7 @@ int super_open_pair(const char *meta_path, const char *data_path, bool rdonly,
 {
 	struct scoutfs_super_block *ms, *ds;
 	int flags = rdonly ? DEV_RDONLY : DEV_RDWR;
+	char overlap[256];
 	int err;
 
 	memset(sp, 0, sizeof(*sp));
@@ -87,9 +88,9 @@ int super_open_pair(const char *meta_path, const char *data_path, bool rdonly,
 		snprintf(why, why_len, "cannot open data device %s: %s", data_path, strerror(-err));
 		goto out;
 	}
-	if (dev_same(sp->meta, sp->data)) {
-		snprintf(why, why_len, "the metadata and data devices are the same device (%s)",
-			 meta_path);
+	if (dev_overlaps(sp->meta, sp->data, overlap, sizeof(overlap))) {
+		snprintf(why, why_len, "the metadata and data devices must be different: %s",
+			 overlap);
 		err = -EINVAL;
 		goto out;
 	}

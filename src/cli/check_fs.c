@@ -377,6 +377,13 @@ static void backref_item(struct fs_check *fc, const struct mview_item *item)
 		gproblem(fc, "link backref item '%s' (dir %llu pos %llu) records inode %llu", nb,
 		         (unsigned long long)dir, (unsigned long long)pos,
 		         (unsigned long long)le64_to_cpu(d.ino));
+	/* the inode item sorts before its backrefs: its absence is known here */
+	if (!g->have_inode)
+		check_problem(fc->chk,
+		              "directory %llu: entry '%s' at pos %llu names inode %llu, which "
+		              "doesn't exist",
+		              (unsigned long long)dir, nb, (unsigned long long)pos,
+		              (unsigned long long)g->ino);
 	if (g->have_inode && d.type != scoutfs_mode_dtype(g->mode))
 		gproblem(fc,
 		         "the entry '%s' in directory %llu (pos %llu) has type %u but the inode's "

@@ -31,6 +31,7 @@
 #define SCOUTFS_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ctl_conn;
@@ -75,6 +76,7 @@ extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd cli_cmd_check;
 extern const struct cli_cmd cli_cmd_counters;
 extern const struct cli_cmd cli_cmd_mkfs;
+extern const struct cli_cmd cli_cmd_mount_options;
 extern const struct cli_cmd cli_cmd_print;
 extern const struct cli_cmd cli_cmd_sync;
 extern const struct cli_cmd cli_cmd_client_locks;
@@ -134,5 +136,27 @@ const char *cli_mount_path(const char *opt_path);
  * CLI_EX_FAIL on failure.
  */
 int cli_open_mount(const char *cmd, const char *path, int fd, struct ctl_conn **conn);
+
+/* ---------------------------------------------------------------------------------------- */
+/* progress of long offline commands (cli_progress.c) */
+
+enum cli_progress_mode {
+	CLI_PROGRESS_AUTO = 0, /* on a terminal, steps that take longer than a moment */
+	CLI_PROGRESS_ALWAYS,   /* every step as it begins (--progress) */
+	CLI_PROGRESS_NEVER,
+};
+
+struct cli_progress;
+
+/*
+ * Start reporting the steps of cmd on stderr ("scoutfs CMD: STEP...").  -ENOMEM only; a
+ * command may go on without progress (the functions below accept NULL).
+ */
+int cli_progress_start(const char *cmd, enum cli_progress_mode mode, struct cli_progress **ret);
+/* a new step begins */
+void cli_progress_step(struct cli_progress *pr, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+/* the command is over: "done" or "failed" if anything was shown; frees pr */
+void cli_progress_done(struct cli_progress *pr, bool ok);
 
 #endif

@@ -32,12 +32,27 @@
 
 static const char mkfs_usage[] =
 	"Usage: scoutfs mkfs -Q NR,ADDR,PORT [-Q ...] [-m SIZE] [-d SIZE] [-f] [-A] [-V VERS]\n"
-	"                    META_DEVICE DATA_DEVICE\n"
+	"                    [--progress] META_DEVICE DATA_DEVICE\n"
 	"\n"
 	"Make a new scoutfs filesystem.  META_DEVICE holds the metadata (and the quorum\n"
 	"blocks), DATA_DEVICE the file contents.  Either may be a block device or a regular\n"
 	"file (a file is the easiest way to try scoutfs: truncate -s 64G meta data).\n"
 	"Everything previously on the devices is lost.\n"
+	"\n"
+	"mkfs writes the super block of both devices (a new random filesystem id, the format\n"
+	"version, the device sizes and the quorum slots), the quorum blocks, the free space\n"
+	"of both devices and the root directory.  It takes the same time for any device\n"
+	"size: free space is recorded as extents, nothing is zeroed.  The metadata super\n"
+	"is written last, so an interrupted mkfs leaves nothing that mounts.\n"
+	"\n"
+	"It refuses, without writing anything:\n"
+	"  - a device that already holds a scoutfs filesystem, unless -f is given;\n"
+	"  - devices smaller than 64 GiB, unless -A is given (never below 64 MiB of\n"
+	"    metadata and 16 MiB of data);\n"
+	"  - metadata and data devices that share storage: the same file or block device\n"
+	"    through two paths, or a loop device and the file behind it;\n"
+	"  - a block device that is mounted or held open exclusively by another program\n"
+	"    (also a partition of the other device).\n"
 	"\n"
 	"Options:\n"
 	"  -Q, --quorum-slot NR,ADDR,PORT\n"
@@ -45,17 +60,34 @@ static const char mkfs_usage[] =
 	"                   quorum_slot_nr=NR listens at the IPv4 address ADDR and port PORT\n"
 	"                   (UDP for elections, TCP when it runs the server).  At least one\n"
 	"                   slot is required; a majority of the configured slots must be\n"
-	"                   mounted for the filesystem to be usable.\n"
+	"                   mounted for the filesystem to be usable.  Each slot number and\n"
+	"                   each address and port may be given only once.\n"
 	"  -m, --max-meta-size SIZE\n"
-	"                   use at most SIZE bytes of the metadata device (K/M/G/T/P)\n"
+	"                   use at most SIZE bytes of the metadata device (the whole device\n"
+	"                   if it is smaller)\n"
 	"  -d, --max-data-size SIZE\n"
-	"                   use at most SIZE bytes of the data device (K/M/G/T/P)\n"
+	"                   use at most SIZE bytes of the data device (the whole device if\n"
+	"                   it is smaller)\n"
 	"  -f, --force      overwrite an existing scoutfs filesystem\n"
 	"  -A, --allow-small-size\n"
 	"                   allow devices smaller than 64 GiB (for testing)\n"
 	"  -V, --format-version VERS\n"
 	"                   the format version to write (1 or 2, default 2)\n"
-	"      --help       show this help and exit\n";
+	"      --progress   print each step on stderr as it begins (by default a step is\n"
+	"                   shown only on a terminal, once it has taken more than a second)\n"
+	"      --help       show this help and exit\n"
+	"\n"
+	"SIZE is a number of bytes with an optional K, M, G, T or P suffix (powers of 1024).\n"
+	"\n"
+	"Output:\n"
+	"  A summary of the new filesystem on stdout: device paths, fsid, format version,\n"
+	"  block counts and quorum slots.\n"
+	"\n"
+	"Environment:\n"
+	"  SCOUTFS_PROGRESS_DELAY_MS  how long a step runs before it is shown on a\n"
+	"                             terminal (default 1000)\n";
+
+#define OPT_PROGRESS 256
 
 static const struct option mkfs_longopts[] = {
 	{ "quorum-slot", required_argument, NULL, 'Q' },
@@ -64,6 +96,7 @@ static const struct option mkfs_longopts[] = {
 	{ "force", no_argument, NULL, 'f' },
 	{ "allow-small-size", no_argument, NULL, 'A' },
 	{ "format-version", required_argument, NULL, 'V' },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -132,6 +165,45 @@ static int parse_slot(const char *cmd, const char *arg, struct scoutfs_quorum_co
 	qconf->slots[nr].addr.family = cpu_to_le16(SCOUTFS_INET_FAMILY_V4);
 	qconf->slots[nr].addr.port = cpu_to_le16((u16)port);
 	qconf->slots[nr].addr.addr = cpu_to_le32(ntohl(in.s_addr));
+	return 0;
+}
+
+/* -m and -d: a size with a suffix, and not 0 (which would mean "no limit" by accident) */
+static int parse_max_size(const char *cmd, const char *what, const char *arg, u64 *size)
+{
+	if (cli_parse_size(cmd, what, arg, size))
+		return CLI_EX_USAGE;
+	if (*size == 0)
+		return cli_usage_error(cmd, "the %s must be greater than zero", what);
+	return 0;
+}
+
+static int open_device(const char *cmd, const char *what, const char *path, struct dev **dev)
+{
+	int ret;
+
+	ret = dev_open(path, DEV_RDWR, dev);
+	if (ret == -ENODEV)
+		return cli_error(cmd, "the %s device %s is neither a block device nor a regular "
+				      "file",
+				 what, path);
+	if (ret < 0)
+		return cli_error(cmd, "cannot open %s device %s: %s", what, path, strerror(-ret));
+	return 0;
+}
+
+/* a block device that is mounted (or a partition of it is) or held by another program */
+static int claim_device(const char *cmd, const char *what, struct dev *dev)
+{
+	int ret = dev_claim(dev);
+
+	if (ret == -EBUSY)
+		return cli_error(cmd, "the %s device %s is in use: it (or a partition of it) is "
+				      "mounted or held open by another program",
+				 what, dev_path(dev));
+	if (ret < 0)
+		return cli_error(cmd, "cannot claim the %s device %s: %s", what, dev_path(dev),
+				 strerror(-ret));
 	return 0;
 }
 
@@ -284,6 +356,8 @@ static int mkfs_main(int argc, char **argv)
 	u64 max_meta = 0, max_data = 0, fmt_vers = SCOUTFS_FORMAT_VERSION_DEFAULT;
 	u64 meta_bytes, data_bytes, total_meta, total_data, fsid, list_nr, leaf;
 	bool force = false, small = false;
+	enum cli_progress_mode progress = CLI_PROGRESS_AUTO;
+	struct cli_progress *pr = NULL;
 	struct btree_txn txn = { 0 };
 	char why[256];
 	int c, ret;
@@ -297,12 +371,15 @@ static int mkfs_main(int argc, char **argv)
 				return ret;
 			break;
 		case 'm':
-			if (cli_parse_size(cmd, "metadata size", optarg, &max_meta))
+			if (parse_max_size(cmd, "metadata size", optarg, &max_meta))
 				return CLI_EX_USAGE;
 			break;
 		case 'd':
-			if (cli_parse_size(cmd, "data size", optarg, &max_data))
+			if (parse_max_size(cmd, "data size", optarg, &max_data))
 				return CLI_EX_USAGE;
+			break;
+		case OPT_PROGRESS:
+			progress = CLI_PROGRESS_ALWAYS;
 			break;
 		case 'f':
 			force = true;
@@ -329,21 +406,23 @@ static int mkfs_main(int argc, char **argv)
 		return cli_usage_error(cmd, "at least one quorum slot (-Q NR,ADDR,PORT) is required");
 	qconf.version = cpu_to_le64(1);
 
-	ret = dev_open(argv[optind], DEV_RDWR, &meta);
-	if (ret < 0)
-		return cli_error(cmd, "cannot open metadata device %s: %s", argv[optind],
-				 strerror(-ret));
-	ret = dev_open(argv[optind + 1], DEV_RDWR, &data);
-	if (ret < 0) {
-		ret = cli_error(cmd, "cannot open data device %s: %s", argv[optind + 1],
-				strerror(-ret));
+	cli_progress_start(cmd, progress, &pr);
+	cli_progress_step(pr, "opening and checking the devices");
+	ret = open_device(cmd, "metadata", argv[optind], &meta);
+	if (ret)
+		goto out;
+	ret = open_device(cmd, "data", argv[optind + 1], &data);
+	if (ret)
+		goto out;
+	if (dev_overlaps(meta, data, why, sizeof(why))) {
+		ret = cli_error(cmd, "the metadata and data devices must be different: %s", why);
 		goto out;
 	}
-	if (dev_same(meta, data)) {
-		ret = cli_error(cmd, "the metadata and data devices are the same device (%s)",
-				argv[optind]);
+	ret = claim_device(cmd, "metadata", meta);
+	if (ret == 0)
+		ret = claim_device(cmd, "data", data);
+	if (ret)
 		goto out;
-	}
 
 	meta_bytes = dev_size(meta);
 	data_bytes = dev_size(data);
@@ -408,6 +487,7 @@ static int mkfs_main(int argc, char **argv)
 	txn.wri = wri;
 	txn.alloc = &ba;
 
+	cli_progress_step(pr, "writing the root directory and the free space of both devices");
 	ret = write_fs_root(&txn, super, fmt_vers >= 2 ? SCOUTFS_INODE_FMT_V2_BYTES :
 							 SCOUTFS_INODE_FMT_V1_BYTES);
 	if (ret < 0)
@@ -430,14 +510,22 @@ static int mkfs_main(int argc, char **argv)
 		goto fail;
 
 	ret = block_writer_write(wri);
-	if (ret == 0)
-		ret = write_quorum_blocks(meta, fsid);
-	if (ret == 0)
-		ret = dev_flush(meta);
-	if (ret == 0)
-		ret = write_supers(meta, data, super);
 	if (ret < 0)
 		goto fail;
+	cli_progress_step(pr, "writing the quorum blocks");
+	ret = write_quorum_blocks(meta, fsid);
+	if (ret < 0)
+		goto fail;
+	cli_progress_step(pr, "flushing the metadata device");
+	ret = dev_flush(meta);
+	if (ret < 0)
+		goto fail;
+	cli_progress_step(pr, "writing and flushing the super blocks");
+	ret = write_supers(meta, data, super);
+	if (ret < 0)
+		goto fail;
+	cli_progress_done(pr, true);
+	pr = NULL;
 
 	printf("Created scoutfs filesystem:\n"
 	       "  meta device path:     %s\n"
@@ -468,6 +556,7 @@ fail:
 	snprintf(why, sizeof(why), "%s", strerror(-ret));
 	ret = cli_error(cmd, "writing the new filesystem failed: %s", why);
 out:
+	cli_progress_done(pr, ret == 0);
 	block_writer_destroy(wri);
 	block_cache_destroy(bc);
 	free(super);

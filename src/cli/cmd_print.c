@@ -444,6 +444,20 @@ static void print_item_value(struct printer *pr, const struct scoutfs_btree_item
 		}
 		break;
 	case PK_SRCH:
+		if ((key->sk_type == SCOUTFS_SRCH_LOG_TYPE ||
+		     key->sk_type == SCOUTFS_SRCH_BLOCKS_TYPE) &&
+		    len == sizeof(struct scoutfs_srch_file)) {
+			struct scoutfs_srch_file sf;
+
+			memcpy(&sf, val, sizeof(sf));
+			printf("srch %s file: blocks %llu entries %llu height %u, ",
+			       key->sk_type == SCOUTFS_SRCH_LOG_TYPE ? "log" : "sorted",
+			       (unsigned long long)le64_to_cpu(sf.blocks),
+			       (unsigned long long)le64_to_cpu(sf.entries), sf.height);
+			print_ref("root", &sf.ref);
+			printf("\n");
+			return;
+		}
 		break;
 	case PK_EXTENTS:
 		if (key->sk_zone == SCOUTFS_FREE_EXTENT_BLKNO_ZONE && key_second(key) &&

@@ -17,6 +17,7 @@ const struct cli_cmd *const cli_commands[] = {
 	&cli_cmd_sync,
 
 	/* Info */
+	&cli_cmd_mount_options,
 	&cli_cmd_stat,
 	&cli_cmd_statfs,
 

@@ -239,7 +239,11 @@ int client_create(const struct client_config *cfg, const struct client_ops *ops,
 	pthread_mutex_init(&cl->mutex, NULL);
 	pthread_cond_init(&cl->cond, NULL);
 	err = net_client_create(&client_net_ops, client_handlers, cl, &cl->conn);
+	if (err == 0 && cfg->keepalive_timeout_ms)
+		err = net_client_set_keepalive_timeout_ms(cl->conn, cfg->keepalive_timeout_ms);
 	if (err < 0) {
+		if (cl->conn)
+			net_client_destroy(cl->conn);
 		free(cl);
 		return err;
 	}
@@ -257,9 +261,22 @@ void client_start(struct client *cl)
 	net_client_start(cl->conn);
 }
 
-int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
+/* with the mutex held: wait for a change, or long enough to look at a waiter again */
+static void wait_a_moment(struct client *cl)
 {
 	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100 * NSEC_PER_MSEC;
+	if (ts.tv_nsec >= (long)NSEC_PER_SEC) {
+		ts.tv_sec++;
+		ts.tv_nsec -= NSEC_PER_SEC;
+	}
+	pthread_cond_timedwait(&cl->cond, &cl->mutex, &ts);
+}
+
+int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
+{
 	int err = 0;
 
 	pthread_mutex_lock(&cl->mutex);
@@ -268,13 +285,7 @@ int client_wait_connected(struct client *cl, const struct lock_waiter *waiter)
 			err = -EINTR;
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * NSEC_PER_MSEC;
-		if (ts.tv_nsec >= (long)NSEC_PER_SEC) {
-			ts.tv_sec++;
-			ts.tv_nsec -= NSEC_PER_SEC;
-		}
-		pthread_cond_timedwait(&cl->cond, &cl->mutex, &ts);
+		wait_a_moment(cl);
 	}
 	if (!err && !cl->greeted)
 		err = -ESHUTDOWN;
@@ -395,7 +406,7 @@ static void farewell_response(struct net_conn *conn, const void *data, unsigned 
 	pthread_mutex_unlock(&cl->mutex);
 }
 
-int client_farewell(struct client *cl)
+int client_farewell(struct client *cl, const struct lock_waiter *waiter)
 {
 	int err;
 
@@ -413,8 +424,13 @@ int client_farewell(struct client *cl)
 		return err;
 
 	pthread_mutex_lock(&cl->mutex);
-	while (!cl->farewell_replied && !cl->farewell_done)
-		pthread_cond_wait(&cl->cond, &cl->mutex);
+	while (!cl->farewell_replied && !cl->farewell_done) {
+		if (waiter && waiter->interrupted(waiter->arg)) {
+			pthread_mutex_unlock(&cl->mutex);
+			return -EINTR;
+		}
+		wait_a_moment(cl);
+	}
 	if (cl->farewell_done)
 		err = 0;
 	else

@@ -38,6 +38,7 @@ struct client_config {
 	u64 rid;
 	bool quorum_member;
 	struct scoutfs_quorum_config qconf;
+	unsigned int keepalive_timeout_ms; /* TCP keepalive and user timeout (0: default) */
 };
 
 int client_create(const struct client_config *cfg, const struct client_ops *ops, void *arg,
@@ -68,8 +69,9 @@ int client_open_ino_map(struct client *cl, u64 group_nr, le64 *bits);
 /*
  * Say farewell and wait for the answer.  If the connection breaks meanwhile, the client
  * checks the super for its mounted_clients item: gone means a server processed the farewell.
+ * -EINTR once waiter (if any) says to give up: with no server there may be no answer ever.
  */
-int client_farewell(struct client *cl);
+int client_farewell(struct client *cl, const struct lock_waiter *waiter);
 
 /* lock traffic (lock_ops of the mount) */
 int client_lock_request(struct client *cl, const struct scoutfs_net_lock *nl);

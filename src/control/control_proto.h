@@ -84,6 +84,8 @@ enum control_cmd {
 	CONTROL_CMD_QUORUM_STATUS = 7,
 	CONTROL_CMD_FORCE_MERGE = 8,
 	CONTROL_CMD_FAULT = 9,
+	CONTROL_CMD_MOUNT_OPTIONS = 10,
+	CONTROL_CMD_SET_MOUNT_OPTIONS = 11,
 
 	CONTROL_CMD_STAT = 32,
 	CONTROL_CMD_WALK_INODES = 33,
@@ -209,6 +211,16 @@ struct control_fiemap_entry {
  * agent's state (-ENOENT if this mount has no quorum slot).  Privileged.
  *
  * FORCE_MERGE: ask this mount's server to merge every log tree now.  Privileged.
+ */
+
+/*
+ * MOUNT_OPTIONS: the mount's options, as text: "name=value\n" per option, in the order the
+ * original showed them in /proc/mounts.  No request payload.
+ *
+ * SET_MOUNT_OPTIONS: change the options that may change while mounted.  The request payload
+ * is "name=value[,name=value...]" (no NUL).  Either every change is made and the reply is
+ * the new options as for MOUNT_OPTIONS, or none is and the final reply has status -EINVAL
+ * and a one-line explanation as its payload.  Privileged.
  */
 
 /* FAULT: fail or tear writes or flushes of a device (tests).  Privileged. */

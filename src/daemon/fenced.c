@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <glob.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -34,6 +35,46 @@
 
 /* how long one daemon may take to answer */
 #define CTL_TIMEOUT_MS 3000
+/* and how long it is then left alone, so that hung daemons don't slow every scan */
+#define DAEMON_BACKOFF_SECS 30
+#define MAX_BACKOFFS	    64
+
+/* daemons asked at once, each by a thread of its own */
+#define MAX_PARALLEL 64
+
+extern char **environ;
+
+/* daemons that didn't answer, and when to try them again */
+static struct backoff {
+	char sock[256];
+	time_t until;
+} backoffs[MAX_BACKOFFS];
+static pthread_mutex_t backoff_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static bool backing_off(const char *sock, time_t now)
+{
+	bool ret = false;
+
+	pthread_mutex_lock(&backoff_mutex);
+	for (int i = 0; i < MAX_BACKOFFS && !ret; i++)
+		ret = backoffs[i].until > now && strcmp(backoffs[i].sock, sock) == 0;
+	pthread_mutex_unlock(&backoff_mutex);
+	return ret;
+}
+
+static void back_off(const char *sock, time_t now)
+{
+	int oldest = 0;
+
+	pthread_mutex_lock(&backoff_mutex);
+	for (int i = 1; i < MAX_BACKOFFS; i++) {
+		if (backoffs[i].until < backoffs[oldest].until)
+			oldest = i;
+	}
+	snprintf(backoffs[oldest].sock, sizeof(backoffs[oldest].sock), "%s", sock);
+	backoffs[oldest].until = now + DAEMON_BACKOFF_SECS;
+	pthread_mutex_unlock(&backoff_mutex);
+}
 
 static volatile sig_atomic_t stopping;
 
@@ -127,6 +168,10 @@ static int list_cb(const void *data, size_t len, void *arg)
 static bool run_fence(const struct config *cfg, const struct control_fence_entry *ent)
 {
 	char rid[32], ip[32], cmd[2100];
+	char rid_env[64], ip_env[64], reason_env[80];
+	char *argv[] = { "sh", "-c", cmd, NULL };
+	char **envp;
+	size_t nr_env = 0;
 	int status = 0;
 	pid_t pid;
 
@@ -134,16 +179,36 @@ static bool run_fence(const struct config *cfg, const struct control_fence_entry
 	snprintf(ip, sizeof(ip), "%u.%u.%u.%u", (ent->ipv4_addr >> 24) & 0xff,
 		 (ent->ipv4_addr >> 16) & 0xff, (ent->ipv4_addr >> 8) & 0xff, ent->ipv4_addr & 0xff);
 	snprintf(cmd, sizeof(cmd), "%s %s", cfg->run, cfg->run_args);
-	logmsg("fencing rid %s at %s for %s: running '%s'", rid, ip, ent->reason, cmd);
+	logmsg("fencing rid %s at %s for %.*s: running '%s'", rid, ip, (int)sizeof(ent->reason),
+	       ent->reason, cmd);
+	snprintf(rid_env, sizeof(rid_env), "SCOUTFS_FENCED_REQ_RID=%s", rid);
+	snprintf(ip_env, sizeof(ip_env), "SCOUTFS_FENCED_REQ_IP=%s", ip);
+	snprintf(reason_env, sizeof(reason_env), "SCOUTFS_FENCED_REQ_REASON=%.*s",
+		 (int)sizeof(ent->reason), ent->reason);
+
+	/* the child only execs: its environment is built here, where other threads may run */
+	while (environ[nr_env])
+		nr_env++;
+	envp = calloc(nr_env + 4, sizeof(*envp));
+	if (!envp) {
+		logmsg("running the fence command failed: out of memory");
+		return false;
+	}
+	nr_env = 0;
+	for (char **e = environ; *e; e++) {
+		if (strncmp(*e, "SCOUTFS_FENCED_REQ_", 19) != 0)
+			envp[nr_env++] = *e;
+	}
+	envp[nr_env] = rid_env;
+	envp[nr_env + 1] = ip_env;
+	envp[nr_env + 2] = reason_env;
 
 	pid = fork();
 	if (pid == 0) {
-		setenv("SCOUTFS_FENCED_REQ_RID", rid, 1);
-		setenv("SCOUTFS_FENCED_REQ_IP", ip, 1);
-		setenv("SCOUTFS_FENCED_REQ_REASON", ent->reason, 1);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		execve("/bin/sh", argv, envp);
 		_exit(127);
 	}
+	free(envp);
 	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
 		logmsg("running the fence command failed: %s", strerror(errno));
 		return false;
@@ -165,6 +230,8 @@ static void service_socket(const struct config *cfg, const char *sock)
 	char err[256];
 	int ret;
 
+	if (backing_off(sock, time(NULL)))
+		return;
 	if (ctl_open_socket(sock, &conn, err, sizeof(err)) < 0)
 		return; /* a dead daemon's leftover socket */
 	/* a stuck daemon must not keep us from the servers that need us */
@@ -172,8 +239,11 @@ static void service_socket(const struct config *cfg, const char *sock)
 	ret = ctl_call(conn, CONTROL_CMD_FENCE_LIST, NULL, 0, -1, list_cb, &lc);
 	if (ret < 0) {
 		/* -ENOTCONN: that mount is not running the server */
-		if (ret == -ETIMEDOUT)
-			logmsg("%s did not answer within %u ms, skipped", sock, CTL_TIMEOUT_MS);
+		if (ret == -ETIMEDOUT) {
+			logmsg("%s did not answer within %u ms; leaving it for %u seconds", sock,
+			       CTL_TIMEOUT_MS, DAEMON_BACKOFF_SECS);
+			back_off(sock, time(NULL));
+		}
 		ctl_close(conn);
 		return;
 	}
@@ -189,6 +259,44 @@ static void service_socket(const struct config *cfg, const char *sock)
 			       (unsigned long long)ack.rid, sock, strerror(-ret));
 	}
 	ctl_close(conn);
+}
+
+struct scan_job {
+	const struct config *cfg;
+	const char *sock;
+	pthread_t thread;
+	bool started;
+};
+
+static void *scan_thread(void *arg)
+{
+	struct scan_job *job = arg;
+
+	service_socket(job->cfg, job->sock);
+	return NULL;
+}
+
+/* every daemon at once, so that one that is slow to answer delays none of the others */
+static void scan(const struct config *cfg, char **socks, size_t nr)
+{
+	struct scan_job jobs[MAX_PARALLEL];
+
+	for (size_t base = 0; base < nr && !stopping; base += MAX_PARALLEL) {
+		size_t n = nr - base < MAX_PARALLEL ? nr - base : MAX_PARALLEL;
+
+		for (size_t i = 0; i < n; i++) {
+			jobs[i].cfg = cfg;
+			jobs[i].sock = socks[base + i];
+			jobs[i].started = pthread_create(&jobs[i].thread, NULL, scan_thread,
+							 &jobs[i]) == 0;
+			if (!jobs[i].started)
+				service_socket(cfg, jobs[i].sock);
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (jobs[i].started)
+				pthread_join(jobs[i].thread, NULL);
+		}
+	}
 }
 
 static void on_signal(int sig)
@@ -212,7 +320,14 @@ static void usage(FILE *f)
 		"\n"
 		"The command must make the mount unable to write to the devices (kill its daemon,\n"
 		"power off its host, revoke its storage access) and exit 0; any other status\n"
-		"reports the fence as failed.\n");
+		"reports the fence as failed.  Daemons are asked at the same time, and one that\n"
+		"doesn't answer within three seconds is left alone for thirty, so hung mounts\n"
+		"can't hold up the others.\n"
+		"\n"
+		"Exit status:\n"
+		"  0   stopped by SIGTERM or SIGINT (or --once is done)\n"
+		"  1   no fence command, or the configuration can't be read\n"
+		"  64  invalid arguments\n");
 }
 
 int main(int argc, char **argv)
@@ -284,8 +399,7 @@ int main(int argc, char **argv)
 	snprintf(pattern, sizeof(pattern), "%s/rid-*.sock", dir && *dir ? dir : CONTROL_RUN_DIR_DEFAULT);
 	while (!stopping) {
 		if (glob(pattern, 0, NULL, &g) == 0) {
-			for (size_t i = 0; i < g.gl_pathc && !stopping; i++)
-				service_socket(&cfg, g.gl_pathv[i]);
+			scan(&cfg, g.gl_pathv, g.gl_pathc);
 			globfree(&g);
 		}
 		if (once)

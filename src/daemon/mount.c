@@ -144,6 +144,22 @@ static bool mount_was_interrupted(void *arg)
 	return mount_interrupted != 0;
 }
 
+/* a clean unmount gives up waiting (for a farewell nobody answers) once it is forced */
+static bool mount_was_forced(void *arg)
+{
+	return mount_forced != 0;
+}
+
+/* the mount options the fs layer uses, at mount and when they change */
+static void fs_options_of(const struct mount_options *mo, struct fs_options *fo)
+{
+	memset(fo, 0, sizeof(*fo));
+	fo->data_prealloc_blocks = mo->data_prealloc_blocks;
+	fo->data_prealloc_contig_only = mo->data_prealloc_contig_only;
+	fo->ino_alloc_per_lock = mo->ino_alloc_per_lock;
+	fo->acl = mo->acl;
+}
+
 /* ---- setting up ---- */
 
 static int setup_quorum(struct mount *m, char *why, size_t why_len)
@@ -183,6 +199,7 @@ static int setup_quorum(struct mount *m, char *why, size_t why_len)
 	scfg.slot_nr = slot;
 	scfg.qconf = *qconf;
 	scfg.log_merge_wait_timeout_ms = m->mo.log_merge_wait_timeout_ms;
+	scfg.keepalive_timeout_ms = (unsigned int)m->mo.tcp_keepalive_timeout_ms;
 	scfg.reconnect_timeout_ms = 20000;
 	scfg.recovery_timeout_ms = 30000;
 	scfg.fence_timeout_ms = 30000;
@@ -214,6 +231,7 @@ static u64 new_rid(void)
 int mount_setup(struct mount *m, char *why, size_t why_len)
 {
 	struct lock_waiter waiter = { .interrupted = mount_was_interrupted };
+	struct lock *root_lock;
 	struct client_config ccfg;
 	struct fs_config fcfg;
 	struct fs_attr attr;
@@ -251,6 +269,7 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 	ccfg.rid = m->rid;
 	ccfg.quorum_member = m->mo.quorum_slot_nr >= 0;
 	ccfg.qconf = m->sp.meta_super->qconf;
+	ccfg.keepalive_timeout_ms = (unsigned int)m->mo.tcp_keepalive_timeout_ms;
 	err = client_create(&ccfg, &mount_client_ops, m, &m->cl);
 	if (err < 0)
 		goto nomem;
@@ -276,10 +295,7 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 	fcfg.rid = m->rid;
 	fcfg.fmt_vers = m->fmt_vers;
 	fcfg.total_data_blocks = le64_to_cpu(m->sp.meta_super->total_data_blocks);
-	fcfg.opts.data_prealloc_blocks = m->mo.data_prealloc_blocks;
-	fcfg.opts.data_prealloc_contig_only = m->mo.data_prealloc_contig_only;
-	fcfg.opts.ino_alloc_per_lock = m->mo.ino_alloc_per_lock;
-	fcfg.opts.acl = m->mo.acl;
+	fs_options_of(&m->mo, &fcfg.opts);
 	err = fs_create(&fcfg, &m->fs);
 	if (err < 0)
 		goto nomem;
@@ -299,7 +315,19 @@ int mount_setup(struct mount *m, char *why, size_t why_len)
 		snprintf(why, why_len, "opening the first transaction failed: %s", strerror(-err));
 		return err;
 	}
+	/*
+	 * The first lock is granted only once the server has recovered every mount it knew:
+	 * wait for it here, where a signal can interrupt the mount, before reading the root.
+	 */
+	log_info("waiting for the server to grant the first lock");
+	err = lock_inode(m->li, SCOUTFS_ROOT_INO, SCOUTFS_LOCK_READ, 0, &waiter, &root_lock);
+	if (err < 0) {
+		snprintf(why, why_len, "%s while waiting for the first cluster lock",
+			 err == -EINTR ? "interrupted" : strerror(-err));
+		return err;
+	}
 	err = fs_getattr(m->fs, NULL, SCOUTFS_ROOT_INO, &attr);
+	lock_unlock(m->li, root_lock, SCOUTFS_LOCK_READ);
 	if (err == 0 && !S_ISDIR(attr.mode))
 		err = -ENOTDIR;
 	if (err < 0) {
@@ -425,6 +453,44 @@ int mount_control_start(struct mount *m, char *why, size_t why_len)
 	return -EIO;
 }
 
+int mount_change_options(struct mount *m, const char *str, char *why, size_t why_len)
+{
+	struct mount_options mo;
+	struct fs_options fo;
+	int err;
+
+	pthread_mutex_lock(&m->opts_mutex);
+	mo = m->mo;
+	err = mount_options_change(&mo, str, why, why_len);
+	if (err == 0 && m->ready) {
+		if (m->q)
+			quorum_set_hb_timeout(m->q, mo.quorum_heartbeat_timeout_ms);
+		if (m->srv)
+			server_set_log_merge_wait_timeout(m->srv, mo.log_merge_wait_timeout_ms);
+		lock_set_idle_count(m->li, mo.lock_idle_count);
+		fs_set_orphan_scan_delay(m->fs, mo.orphan_scan_delay_ms);
+		fs_options_of(&mo, &fo);
+		fs_set_options(m->fs, &fo);
+		m->mo = mo;
+		log_info("mount options changed: %s", str);
+	} else if (err == 0) {
+		snprintf(why, why_len, "the mount is not ready");
+		err = -EAGAIN;
+	}
+	pthread_mutex_unlock(&m->opts_mutex);
+	return err;
+}
+
+int mount_format_options(struct mount *m, char *buf, size_t len)
+{
+	int n;
+
+	pthread_mutex_lock(&m->opts_mutex);
+	n = mount_options_format(&m->mo, '\n', buf, len);
+	pthread_mutex_unlock(&m->opts_mutex);
+	return n;
+}
+
 int mount_run(struct mount *m)
 {
 	return sfuse_loop(m->sf);
@@ -453,8 +519,31 @@ static void shut_down_forced(struct mount *m)
 		lock_shutdown(m->li);
 }
 
+/*
+ * A clean unmount that failed leaves $RUN_DIR/rid-RID.exit saying why, for the umount
+ * helper that waits for this daemon to exit: umount must not report success when the last
+ * changes were not committed.
+ */
+static void record_unmount_failure(struct mount *m, const char *why)
+{
+	char path[300], tmp[310];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/rid-%016llx.exit", run_dir(), (unsigned long long)m->rid);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%s\n", why);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
 int mount_teardown(struct mount *m)
 {
+	struct lock_waiter forced = { .interrupted = mount_was_forced };
+	bool was_mounted = m->mounted;
+	char why[256] = "";
 	int err = 0;
 	int ret;
 
@@ -481,17 +570,26 @@ int mount_teardown(struct mount *m)
 	/* the last commit: after it nothing of this mount is dirty */
 	if (m->ti && !mount_forced) {
 		ret = trans_shutdown(m->ti);
-		if (ret < 0 && !err)
+		if (ret < 0 && !err) {
 			err = ret;
+			snprintf(why, sizeof(why), "the last commit failed (%s): changes since the "
+				 "previous commit are lost", strerror(-ret));
+		}
 	}
 	if (m->li)
 		lock_shutdown(m->li);
 	if (m->cl && !mount_forced) {
-		ret = client_farewell(m->cl);
-		if (ret < 0) {
+		ret = client_farewell(m->cl, &forced);
+		if (ret == -EINTR) {
+			log_warn("forced unmount: no longer waiting for the server to answer the "
+				 "farewell");
+		} else if (ret < 0) {
 			log_err("farewell to the server failed: %s", strerror(-ret));
-			if (!err)
+			if (!err) {
 				err = ret;
+				snprintf(why, sizeof(why), "the farewell to the server failed (%s): "
+					 "the next server will recover this mount", strerror(-ret));
+			}
 		}
 		client_shutdown(m->cl);
 	}
@@ -522,5 +620,7 @@ int mount_teardown(struct mount *m)
 	}
 	if (err == 0 && !mount_forced)
 		log_info("unmounted cleanly");
+	if (err < 0 && was_mounted)
+		record_unmount_failure(m, why);
 	return err;
 }

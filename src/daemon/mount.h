@@ -5,6 +5,7 @@
 #ifndef SCOUTFS_MOUNT_H
 #define SCOUTFS_MOUNT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ struct control_server;
 
 struct mount {
 	struct mount_options mo;
+	pthread_mutex_t opts_mutex; /* mo, once mounted (changed through the control socket) */
 	char data_path[4096];
 	char mountpoint[4096];
 
@@ -60,6 +62,14 @@ int mount_attach(struct mount *m, char *why, size_t why_len);
 int mount_run(struct mount *m);
 /* the clean unmount: sync, farewell, resign, free everything */
 int mount_teardown(struct mount *m);
+
+/*
+ * Change mount options while mounted ("name=value,...", see mount_options_change()) and
+ * hand each new value to the layer that uses it.  -EINVAL with why if any is refused.
+ */
+int mount_change_options(struct mount *m, const char *str, char *why, size_t why_len);
+/* the current options, one "name=value" a line; the length snprintf wanted */
+int mount_format_options(struct mount *m, char *buf, size_t len);
 
 /* control socket handlers */
 extern const struct control_handler *mount_control_handlers;

@@ -23,6 +23,8 @@
 #include "util/util.h"
 
 #define TEXT_BUF_BYTES (4U << 20)
+/* every mount option as text, metadev_path at its longest included */
+#define OPTIONS_TEXT_BYTES 8192
 
 static int ctl_ping(struct control_call *call, void *arg)
 {
@@ -383,6 +385,42 @@ static int ctl_fence_ack(struct control_call *call, void *arg)
 	return server_fence_ack(m->srv, req->rid, req->fenced != 0);
 }
 
+static int reply_options(struct control_call *call, struct mount *m)
+{
+	char buf[OPTIONS_TEXT_BYTES];
+	int n;
+
+	n = mount_format_options(m, buf, sizeof(buf));
+	if (n < 0)
+		return -EIO;
+	return control_reply(call, 0, buf, min_t(size_t, (size_t)n, sizeof(buf) - 1));
+}
+
+static int ctl_mount_options(struct control_call *call, void *arg)
+{
+	if (call->req_len)
+		return -EINVAL;
+	return reply_options(call, arg);
+}
+
+static int ctl_set_mount_options(struct control_call *call, void *arg)
+{
+	struct mount *m = arg;
+	char str[OPTIONS_TEXT_BYTES];
+	char why[256];
+	int err;
+
+	if (call->req_len == 0 || call->req_len >= sizeof(str) ||
+	    memchr(call->req, '\0', call->req_len))
+		return -EINVAL;
+	memcpy(str, call->req, call->req_len);
+	str[call->req_len] = '\0';
+	err = mount_change_options(m, str, why, sizeof(why));
+	if (err < 0)
+		return control_reply(call, err, why, strlen(why));
+	return reply_options(call, m);
+}
+
 static const struct control_handler handlers[CONTROL_CMD_NR] = {
 	[CONTROL_CMD_PING] = { .fn = ctl_ping },
 	[CONTROL_CMD_STATFS] = { .fn = ctl_statfs },
@@ -393,6 +431,8 @@ static const struct control_handler handlers[CONTROL_CMD_NR] = {
 	[CONTROL_CMD_QUORUM_STATUS] = { .fn = ctl_quorum_status, .privileged = true },
 	[CONTROL_CMD_FORCE_MERGE] = { .fn = ctl_force_merge, .privileged = true },
 	[CONTROL_CMD_FAULT] = { .fn = ctl_fault, .privileged = true },
+	[CONTROL_CMD_MOUNT_OPTIONS] = { .fn = ctl_mount_options },
+	[CONTROL_CMD_SET_MOUNT_OPTIONS] = { .fn = ctl_set_mount_options, .privileged = true },
 	[CONTROL_CMD_STAT] = { .fn = ctl_stat, .needs_fd = true },
 	[CONTROL_CMD_WALK_INODES] = { .fn = ctl_walk_inodes },
 	[CONTROL_CMD_GET_FIEMAP] = { .fn = ctl_get_fiemap, .needs_fd = true },

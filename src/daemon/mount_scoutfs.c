@@ -29,16 +29,43 @@
 #define EX_MOUNT_USAGE 1
 #define EX_MOUNT_FAIL 32
 
-static void usage(void)
+/* the daemon, while we wait for it: interrupting the mount interrupts the daemon */
+static volatile pid_t daemon_pid;
+static volatile sig_atomic_t interrupted;
+
+static void forward_signal(int sig)
 {
-	fprintf(stderr,
-		"usage: mount.scoutfs DATA_DEVICE MOUNTPOINT -o metadev_path=META_DEVICE[,...]\n"
+	/* the first interrupt asks the daemon to give up; another one kills it */
+	if (daemon_pid > 0)
+		kill(daemon_pid, interrupted ? SIGKILL : SIGTERM);
+	interrupted = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: mount.scoutfs DATA_DEVICE MOUNTPOINT -o metadev_path=META_DEVICE[,...]\n"
+		"       mount -t scoutfs -o metadev_path=META_DEVICE[,...] DATA_DEVICE MOUNTPOINT\n"
 		"\n"
-		"Mount a scoutfs filesystem; normally run by mount -t scoutfs.  The options are\n"
-		"described in scoutfs(5): metadev_path=PATH (required), quorum_slot_nr=N,\n"
-		"quorum_heartbeat_timeout_ms=, tcp_keepalive_timeout_ms=, orphan_scan_delay_ms=,\n"
-		"log_merge_wait_timeout_ms=, lock_idle_count=, ino_alloc_per_lock=,\n"
-		"data_prealloc_blocks=, data_prealloc_contig_only=, acl (the default), noacl.\n");
+		"Mount a scoutfs filesystem; normally run by mount(8).  The options are checked,\n"
+		"the scoutfs daemon (scoutfsd) is started in the background with its log in\n"
+		"$SCOUTFS_LOG_DIR (default /var/log/scoutfs), and this returns once the mount is\n"
+		"usable, or has failed and says why.  A mount without quorum_slot_nr waits until a\n"
+		"quorum member has been elected server (interrupt it to give up).\n"
+		"\n"
+		"`umount MOUNTPOINT' returns once the daemon has committed the last changes, said\n"
+		"farewell to the server and exited, so the devices can be mounted again at once.\n"
+		"\n"
+		"Mount options:\n");
+	mount_options_help(f);
+	fprintf(f, "\n"
+		   "Unknown or malformed options, and values out of range, fail the mount.  The\n"
+		   "-n, -s, -v, -f and -N flags of mount(8) are accepted and ignored.\n"
+		   "\n"
+		   "Exit status:\n"
+		   "  0   mounted\n"
+		   "  1   invalid arguments\n"
+		   "  32  the mount failed (the reason is printed)\n");
 }
 
 /* the daemon next to this program, unless $SCOUTFS_DAEMON names another */
@@ -128,6 +155,7 @@ int main(int argc, char **argv)
 	const char *mnt = NULL;
 	const char *opts = "";
 	char why[1024];
+	struct sigaction sa;
 	struct stat st;
 	int pipefd[2];
 	size_t have = 0;
@@ -142,7 +170,7 @@ int main(int argc, char **argv)
 		} else if (strncmp(argv[i], "-o", 2) == 0 && argv[i][2]) {
 			opts = argv[i] + 2;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			usage();
+			usage(stdout);
 			return 0;
 		} else if (argv[i][0] == '-') {
 			/* -n (no mtab), -s (sloppy), -v (verbose), -f, -N: nothing to do */
@@ -151,12 +179,12 @@ int main(int argc, char **argv)
 		} else if (!mnt) {
 			mnt = argv[i];
 		} else {
-			usage();
+			usage(stderr);
 			return EX_MOUNT_USAGE;
 		}
 	}
 	if (!data || !mnt) {
-		usage();
+		usage(stderr);
 		return EX_MOUNT_USAGE;
 	}
 
@@ -179,6 +207,17 @@ int main(int argc, char **argv)
 		return EX_MOUNT_FAIL;
 	}
 
+	/*
+	 * The daemon runs in its own session, so ^C at the terminal reaches only us: pass it
+	 * on, and keep waiting for the daemon to report that the mount was interrupted (it
+	 * undoes what it set up) rather than leave it mounting in the background.
+	 */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
 	pid = fork();
 	if (pid < 0) {
 		perror("mount.scoutfs: fork");
@@ -187,6 +226,9 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		setsid();
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
@@ -199,6 +241,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mount.scoutfs: cannot run %s: %s\n", daemon, strerror(errno));
 		_exit(127);
 	}
+	daemon_pid = pid;
+	if (interrupted)
+		kill(pid, SIGTERM);
 	close(pipefd[1]);
 	close(logfd);
 
@@ -223,9 +268,13 @@ int main(int argc, char **argv)
 	if (strncmp(line, "ERR ", 4) == 0) {
 		char *msg = strchr(line + 4, ' ');
 		char *nl = strchr(line, '\n');
+		int status;
 
 		if (nl)
 			*nl = '\0';
+		/* it reported after undoing everything; once it has exited, the slot is free */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
 		fprintf(stderr, "mount.scoutfs: mounting %s at %s failed: %s\n", data, mountpoint,
 			msg ? msg + 1 : line + 4);
 	} else {

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct mount_options {
 	char metadev_path[4096];
@@ -37,7 +38,20 @@ void mount_options_defaults(struct mount_options *mo);
 int mount_options_parse(struct mount_options *mo, const char *str, char *why, size_t why_len);
 /* every option is within range and the required ones are given */
 int mount_options_check(const struct mount_options *mo, char *why, size_t why_len);
-/* the options in the canonical "name=value,..." form (as /proc/mounts would show them) */
-int mount_options_format(const struct mount_options *mo, char *buf, size_t len);
+/* every option with its range, default and meaning, for --help */
+void mount_options_help(FILE *f);
+/*
+ * Change, on top of mo, the options that may change while mounted (every numeric option but
+ * tcp_keepalive_timeout_ms) from a "name=value,..." string.  Anything else -- metadev_path,
+ * quorum_slot_nr, the keepalive, acl, the VFS flags -- or a value out of range is refused
+ * with -EINVAL and why, and then mo is unchanged.
+ */
+int mount_options_change(struct mount_options *mo, const char *str, char *why, size_t why_len);
+/*
+ * The options in canonical "name=value" form, in the order the original showed them in
+ * /proc/mounts, separated by sep (',' for a mount option string, '\n' for one a line).
+ * Returns the length snprintf wanted.
+ */
+int mount_options_format(const struct mount_options *mo, char sep, char *buf, size_t len);
 
 #endif

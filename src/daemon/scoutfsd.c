@@ -1,9 +1,10 @@
 /*
  * scoutfsd.c: the daemon of one scoutfs mount.
  *
- *	scoutfsd [--ready-fd N] [--debug] -o OPTIONS DATA_DEVICE MOUNTPOINT
+ *	scoutfsd [-f] [--ready-fd N] [--debug] -o OPTIONS DATA_DEVICE MOUNTPOINT
  *
- * It runs in the foreground with its log on stderr; mount.scoutfs starts it in the
+ * It always runs in the foreground with its log on stderr (-f is accepted, as FUSE daemons
+ * take it, and changes nothing); mount.scoutfs starts it in the
  * background with stderr going to a log file, and learns through the --ready-fd pipe whether
  * the mount came up or why it did not.  The daemon stays until the filesystem is unmounted
  * (or it gets SIGTERM/SIGINT), then unmounts cleanly and exits 0; a failed clean unmount
@@ -29,10 +30,45 @@ static struct mount the_mount;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: scoutfsd [--ready-fd N] [--debug] -o OPTIONS DATA_DEVICE MOUNTPOINT\n"
-		   "\n"
-		   "Serve one scoutfs mount.  OPTIONS must include metadev_path=META_DEVICE; see\n"
-		   "mount.scoutfs(8) for every option.  Normally started by mount -t scoutfs.\n");
+	fprintf(f,
+		"Usage: scoutfsd [-f] [-d] [--ready-fd N] -o OPTIONS DATA_DEVICE MOUNTPOINT\n"
+		"\n"
+		"Serve one scoutfs mount: mount the filesystem on DATA_DEVICE (with the metadata\n"
+		"device named by the metadev_path= option) at MOUNTPOINT through FUSE, and serve\n"
+		"it until it is unmounted.  Normally started by `mount -t scoutfs', whose helper\n"
+		"mount.scoutfs runs the daemon in the background with its log in\n"
+		"/var/log/scoutfs; run by hand, it stays in the foreground and logs on stderr.\n"
+		"\n"
+		"OPTIONS are the mount options, comma separated (mount.scoutfs --help lists them\n"
+		"with their defaults and ranges); metadev_path= is required.\n"
+		"\n"
+		"Unmounting (umount MOUNTPOINT), SIGTERM, SIGINT or SIGHUP unmount cleanly: the\n"
+		"last transaction is committed, the server is told farewell and, if this mount\n"
+		"was the elected server, it stops.  SIGUSR1 (umount -f) is a forced unmount: the\n"
+		"daemon stops all I/O and messages at once, as if it had crashed, and another\n"
+		"server will recover it; it also ends a clean unmount that is stuck waiting for a\n"
+		"server to answer its farewell.  SIGKILL is a crash.\n"
+		"\n"
+		"Options:\n"
+		"  -o OPTIONS       the mount options\n"
+		"  -f, --foreground run in the foreground (always the case; accepted for\n"
+		"                   compatibility with other FUSE daemons)\n"
+		"  -d, --debug      log debugging messages too\n"
+		"      --ready-fd N write \"OK\" or \"ERR ERRNO MESSAGE\" to descriptor N once the\n"
+		"                   mount is up or has failed (used by mount.scoutfs)\n"
+		"  -h, --help       show this help and exit\n"
+		"\n"
+		"Exit status:\n"
+		"  0   mounted, then unmounted cleanly\n"
+		"  1   the mount failed (the reason is logged), or the clean unmount failed\n"
+		"      (the last commit or the farewell did not succeed; the next server\n"
+		"      recovers the mount); the reason is also left in\n"
+		"      $SCOUTFS_RUN_DIR/rid-RID.exit for umount to report\n"
+		"  64  invalid arguments\n"
+		"\n"
+		"Environment:\n"
+		"  SCOUTFS_RUN_DIR  where the control socket and pid file go (default\n"
+		"                   /run/scoutfs)\n");
 }
 
 static void on_signal(int sig)
@@ -66,6 +102,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -77,7 +114,7 @@ int main(int argc, char **argv)
 	struct stat st;
 	int c, err;
 
-	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:fdh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			opts = optarg;
@@ -87,6 +124,8 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case 'f':
 			break;
 		case 'h':
 			usage(stdout);
@@ -101,6 +140,7 @@ int main(int argc, char **argv)
 		return 64;
 	}
 
+	pthread_mutex_init(&m->opts_mutex, NULL);
 	mount_options_defaults(&m->mo);
 	err = mount_options_parse(&m->mo, opts, why, sizeof(why));
 	if (err == 0)
@@ -133,8 +173,9 @@ int main(int argc, char **argv)
 	}
 	if (err < 0) {
 		log_err("mount failed: %s", why);
-		report(ready_fd, err, why);
+		/* report only once everything is undone: the same mount may be tried at once */
 		mount_teardown(m);
+		report(ready_fd, err, why);
 		return 1;
 	}
 	report(ready_fd, 0, NULL);

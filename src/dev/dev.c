@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "dev/dev.h"
@@ -43,6 +45,7 @@ struct dev {
 	uint64_t size;
 	bool direct;
 	bool shutdown;
+	int oflags;
 	struct stat st;
 	pthread_mutex_t fault_lock;
 	struct dev_fault_state faults[2];
@@ -112,6 +115,7 @@ int dev_open(const char *path, int flags, struct dev **dev_ret)
 		goto out;
 	}
 	dev->size = size;
+	dev->oflags = oflags;
 	if (!dev->direct && !(flags & DEV_BUFFERED))
 		log_warn("%s does not support O_DIRECT, using buffered I/O (only safe when every "
 			 "mount runs on this host)",
@@ -137,6 +141,26 @@ void dev_close(struct dev *dev)
 	free(dev);
 }
 
+int dev_claim(struct dev *dev)
+{
+	struct stat st;
+	int fd;
+
+	if (!S_ISBLK(dev->st.st_mode))
+		return 0;
+	/* O_EXCL without O_CREAT claims a block device; the path must still name the same one */
+	fd = open(dev->path, dev->oflags | O_CLOEXEC | O_EXCL | (dev->direct ? O_DIRECT : 0));
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode) || st.st_rdev != dev->st.st_rdev) {
+		close(fd);
+		return -ENODEV;
+	}
+	close(dev->fd);
+	dev->fd = fd;
+	return 0;
+}
+
 const char *dev_path(struct dev *dev)
 {
 	return dev->path;
@@ -152,11 +176,110 @@ bool dev_is_direct(struct dev *dev)
 	return dev->direct;
 }
 
-int dev_same(struct dev *a, struct dev *b)
+/*
+ * Where a device's bytes are stored: a byte range of one file or one block device.  A loop
+ * device is the file behind it, from its offset on.  (A partition and its disk are not
+ * compared here: claiming block devices exclusively, as mkfs does, refuses that pair.)
+ */
+struct dev_storage {
+	bool file; /* a file: ino on dev; else the whole disk dev */
+	dev_t dev;
+	ino_t ino;
+	uint64_t start;
+	uint64_t len;
+};
+
+/* read /sys/dev/block/MAJ:MIN/name into buf; false if it doesn't exist */
+static bool sysfs_read(dev_t rdev, const char *name, char *buf, size_t len)
+{
+	char path[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(rdev), minor(rdev), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = '\0';
+	return true;
+}
+
+static bool sysfs_u64(dev_t rdev, const char *name, uint64_t *val)
+{
+	char buf[64];
+
+	return sysfs_read(rdev, name, buf, sizeof(buf)) && parse_u64(buf, val) == 0;
+}
+
+static void block_storage(dev_t rdev, uint64_t len, struct dev_storage *sto)
+{
+	char buf[4096];
+	struct stat st;
+	uint64_t off;
+
+	sto->file = false;
+	sto->dev = rdev;
+	sto->start = 0;
+	sto->len = len;
+	/* a loop device: the file behind it, from its offset on */
+	if (sysfs_read(rdev, "loop/backing_file", buf, sizeof(buf)) && stat(buf, &st) == 0 &&
+	    S_ISREG(st.st_mode)) {
+		if (sysfs_u64(rdev, "loop/offset", &off))
+			sto->start = off;
+		sto->file = true;
+		sto->dev = st.st_dev;
+		sto->ino = st.st_ino;
+	}
+}
+
+static void dev_storage(struct dev *dev, struct dev_storage *sto)
+{
+	memset(sto, 0, sizeof(*sto));
+	if (S_ISBLK(dev->st.st_mode)) {
+		block_storage(dev->st.st_rdev, dev->size, sto);
+	} else {
+		sto->file = true;
+		sto->dev = dev->st.st_dev;
+		sto->ino = dev->st.st_ino;
+		sto->len = dev->size;
+	}
+}
+
+/* the same file, or the same block device, through any two paths */
+static bool same_node(struct dev *a, struct dev *b)
 {
 	if (S_ISBLK(a->st.st_mode) && S_ISBLK(b->st.st_mode))
 		return a->st.st_rdev == b->st.st_rdev;
 	return a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+}
+
+bool dev_overlaps(struct dev *a, struct dev *b, char *why, size_t why_len)
+{
+	struct dev_storage sa, sb;
+
+	if (same_node(a, b)) {
+		snprintf(why, why_len, "%s and %s are the same device", a->path, b->path);
+		return true;
+	}
+	dev_storage(a, &sa);
+	dev_storage(b, &sb);
+	if (sa.file != sb.file || sa.dev != sb.dev || (sa.file && sa.ino != sb.ino))
+		return false;
+	/* an empty range (a zero-length device) still names the storage */
+	if (sa.start < sb.start + max_t(uint64_t, sb.len, 1) &&
+	    sb.start < sa.start + max_t(uint64_t, sa.len, 1)) {
+		snprintf(why, why_len, "%s and %s share storage (the same file, through a loop "
+					"device)",
+			 a->path, b->path);
+		return true;
+	}
+	return false;
 }
 
 void dev_shutdown(struct dev *dev)

@@ -30,12 +30,25 @@ enum dev_open_flags {
 
 int dev_open(const char *path, int flags, struct dev **dev_ret);
 void dev_close(struct dev *dev);
+/*
+ * Claim a block device for this process alone (reopen it with O_EXCL): -EBUSY while the
+ * device, or a partition of it, is mounted or held exclusively by another program.  A
+ * no-op for files.  For mkfs, never for mounts (every mount of a host opens the same
+ * devices).
+ */
+int dev_claim(struct dev *dev);
 
 const char *dev_path(struct dev *dev);
 uint64_t dev_size(struct dev *dev);
 bool dev_is_direct(struct dev *dev);
-/* the st_rdev of a block device or the st_dev:st_ino identity of a file, to compare devices */
-int dev_same(struct dev *a, struct dev *b);
+/*
+ * Whether two devices share storage, so that writing one would damage the other: the same
+ * file or block device (through any paths), a loop device and the file behind it, or two
+ * loop devices over one file (where their ranges overlap).  Returns true and says how in
+ * why.  Partitions and device-mapper stacks are not seen through (dev_claim() refuses a
+ * partition of a claimed disk).
+ */
+bool dev_overlaps(struct dev *a, struct dev *b, char *why, size_t why_len);
 
 int dev_read(struct dev *dev, void *buf, size_t len, uint64_t off);
 int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off);

@@ -1456,7 +1456,8 @@ static void client_one_socket(struct net_conn *conn)
 		close(fd);
 		return;
 	}
-	log_info("net: client connected %s -> %s", local, peer);
+	log_info("net: client connected %s -> %s (tcp keepalive timeout %u ms)", local, peer,
+		 keepalive_ms);
 
 	memset(&gr, 0, sizeof(gr));
 	ops->build_greeting(conn->arg, &gr);
@@ -1960,7 +1961,8 @@ static void accept_one(struct net_server *srv, int fd, const struct sockaddr_in 
 	pthread_mutex_unlock(&srv->mutex);
 
 	addr_str(&lsin, local);
-	log_info("net: server accepted %s -> %s", pstr, local);
+	log_info("net: server accepted %s -> %s (tcp keepalive timeout %u ms)", pstr, local,
+		 keepalive_ms);
 
 	ret = sock_start(conn, fd, true, accepted_recv_thread);
 	if (ret < 0) {

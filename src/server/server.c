@@ -1098,6 +1098,10 @@ static int start_net(struct server *srv)
 	inet_ntop(AF_INET, &sin.sin_addr, addr, sizeof(addr));
 	err = net_server_create(&sin, srv->term, &server_net_ops, server_handlers, srv,
 				srv->cfg.reconnect_timeout_ms, &srv->net);
+	/* a client accepted in the instant before this keeps the default timeout */
+	if (err == 0 && srv->cfg.keepalive_timeout_ms)
+		err = net_server_set_keepalive_timeout_ms(srv->net,
+							  srv->cfg.keepalive_timeout_ms);
 	if (err < 0)
 		log_err("server could not listen on %s:%u: %s", addr, ntohs(sin.sin_port),
 			strerror(-err));

@@ -37,6 +37,7 @@ struct server_config {
 	int slot_nr;
 	struct scoutfs_quorum_config qconf;
 	u64 log_merge_wait_timeout_ms;
+	unsigned int keepalive_timeout_ms; /* TCP keepalive and user timeout (0: default) */
 	u64 reconnect_timeout_ms;   /* 20 s: a broken client may reconnect */
 	u64 recovery_timeout_ms;    /* 30 s: previously mounted clients must reconnect */
 	u64 fence_timeout_ms;	    /* 30 s: the fence agent must act */

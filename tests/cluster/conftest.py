@@ -7,18 +7,27 @@ unmounted (or killed) afterwards, so a failing test never leaves mounts behind.
 """
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 
 import pytest
 
-from harness import ScoutFS
+from harness import ScoutFS, leftovers_under
 
 
 @pytest.fixture
 def fs_dir():
     d = tempfile.mkdtemp(prefix="scoutfs-test-", dir=os.environ.get("SCOUTFS_TEST_DIR", "/tmp"))
     yield d
+    # a test must unmount what it mounted: anything left is cleared away, and fails it
+    mnts, pids = leftovers_under(d)
+    for p in pids:
+        os.kill(p, signal.SIGKILL)
+    for m in reversed(mnts):
+        subprocess.run(["umount", "-l", m], capture_output=True)
     shutil.rmtree(d, ignore_errors=True)
+    assert not mnts and not pids, f"the test left mounts {mnts} and daemons {pids} behind"
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")

@@ -82,6 +82,60 @@ def free_port():
     raise RuntimeError("no free port")
 
 
+def fingerprint(path):
+    """What a write to a (sparse) device file would change: its size, modification time and
+    a digest of every allocated extent with its offset (holes are skipped, so this is quick
+    for the mostly empty test devices)."""
+    import hashlib
+    h = hashlib.sha256()
+    st = os.stat(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        off = 0
+        while off < st.st_size:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            h.update(f"{data}-{hole}:".encode())
+            pos = data
+            while pos < hole:
+                buf = os.pread(fd, min(1 << 20, hole - pos), pos)
+                h.update(buf)
+                pos += len(buf)
+            off = hole
+    finally:
+        os.close(fd)
+    return (st.st_size, st.st_mtime_ns, h.hexdigest())
+
+
+class LoopDevice:
+    """A loop device over a file (with an offset), detached when done; None if this host
+    can't make one."""
+
+    def __init__(self, path, offset=0):
+        self.path = None
+        p = run(["losetup", "-f", "--show", "-o", str(offset), path], check=False)
+        if p.returncode == 0:
+            self.path = p.stdout.strip()
+
+    def close(self):
+        if self.path:
+            run(["losetup", "-d", self.path], check=False)
+            self.path = None
+
+
+def recv_exact(sock, n, what):
+    """n bytes from a socket; fails the test if the peer hangs up first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, f"{what} hung up"
+        buf += chunk
+    return buf
+
+
 def mountinfo_fstype(path):
     path = os.path.realpath(path)
     fstype = None
@@ -93,6 +147,36 @@ def mountinfo_fstype(path):
     return fstype
 
 
+def leftovers_under(top):
+    """Mounts and live daemons a test left behind under top: (mount points, daemon pids)."""
+    top = os.path.realpath(top) + "/"
+    mnts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            p = line.split()[4]
+            if p.startswith(top):
+                mnts.append(p)
+    pids = [pid for pid, mnt in live_daemons() if mnt.startswith(top)]
+    return mnts, pids
+
+
+def live_daemons():
+    """(pid, mount point) of every running daemon, from the pid files in RUN_DIR."""
+    try:
+        names = os.listdir(RUN_DIR)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith("rid-") and n.endswith(".pid"):
+            try:
+                with open(os.path.join(RUN_DIR, n)) as f:
+                    pid, _start, mnt = f.read().strip().split(" ", 2)
+            except (OSError, ValueError):
+                continue
+            if os.path.exists(f"/proc/{pid}"):
+                yield int(pid), mnt
+
+
 class Mount:
     def __init__(self, fs, index, slot):
         self.fs = fs
@@ -101,6 +185,7 @@ class Mount:
         self.path = os.path.join(fs.dir, f"mnt{index}")
         os.makedirs(self.path, exist_ok=True)
         self.mounted = False
+        self.log_start = 0  # where the latest mount's part of the log begins
 
     def log_path(self):
         name = self.path.lstrip("/").replace("/", "-")
@@ -113,21 +198,25 @@ class Mount:
         except OSError:
             return ""
 
+    def wait_for_log(self, text, timeout=30):
+        """Wait until the daemon of the latest mount says text in its log."""
+        for _ in range(timeout * 10):
+            if text in self.log()[self.log_start:]:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"mount {self.index} never logged {text!r}")
+
+    def wait_server_up(self):
+        """Wait until this quorum member's server recorded itself in its quorum block
+        (killed before that, it can't be fenced as a leader, only after the 30 s a crashed
+        client gets to come back)."""
+        self.wait_for_log(f"quorum slot {self.slot} server of term")
+
     def daemon_pid(self):
         """The pid of this mount's daemon, from its pid file (matched by mount point)."""
-        try:
-            names = os.listdir(RUN_DIR)
-        except OSError:
-            return None
-        for n in names:
-            if n.startswith("rid-") and n.endswith(".pid"):
-                try:
-                    with open(os.path.join(RUN_DIR, n)) as f:
-                        pid, _start, mnt = f.read().strip().split(" ", 2)
-                except (OSError, ValueError):
-                    continue
-                if mnt == os.path.realpath(self.path) and os.path.exists(f"/proc/{pid}"):
-                    return int(pid)
+        for pid, mnt in live_daemons():
+            if mnt == os.path.realpath(self.path):
+                return pid
         return None
 
 
@@ -170,6 +259,7 @@ class ScoutFS:
             o.append(f"quorum_slot_nr={m.slot}")
         if opts:
             o.append(opts)
+        m.log_start = len(m.log())
         p = run(mount_argv(",".join(o), self.data, m.path), check=False, timeout=180)
         if check and p.returncode != 0:
             raise AssertionError(f"mount {index} failed ({p.returncode}): {p.stderr}\n"

@@ -5,12 +5,14 @@ fsynced, and the filesystem checks clean; failed and torn metadata writes never 
 import hashlib
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+import harness
 from harness import run, scoutfs_cmd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,6 +38,8 @@ def verify_log(mnt, log_path):
     return nr
 
 
+# a soak (SCOUTFS_CRASH_ITERS=1000) may run for hours: each kill gets its own share of time
+@pytest.mark.timeout(120 + ITERS * 60)
 def test_kill_at_random_moments(fs):
     fs.start_fenced()
     log_path = os.path.join(fs.dir, "fsynced.log")
@@ -51,6 +55,9 @@ def test_kill_at_random_moments(fs):
         fs.kill(0)
         w.kill()
         w.wait()
+        # what the crash left on the devices is consistent before any recovery
+        rc, out = fs.check()
+        assert rc == 0, f"after kill {it + 1}, scoutfs check found problems:\n{out}"
     m = fs.mount(0)
     verified = verify_log(m.path, log_path)
     assert verified > 0
@@ -58,16 +65,25 @@ def test_kill_at_random_moments(fs):
     fs.assert_clean()
 
 
-@pytest.mark.parametrize("action", ["fail", "tear"])
-def test_failed_commit_writes_are_retried(mounted, action):
+@pytest.mark.parametrize("fault", [
+    # metadata blocks (64 KiB) fail or tear
+    ("meta", "write", "fail", "64K"), ("meta", "write", "tear", "64K"),
+    # any metadata write, the super and quorum blocks included; the flushes between them
+    ("meta", "write", "fail", "0"), ("meta", "flush", "fail", "0"),
+], ids="-".join)
+def test_failed_commit_writes_are_retried(mounted, fault):
     fs = mounted
     m = fs.mounts[0].path
+    dev, op, action, min_len = fault
+    # a failed quorum block write stops the quorum agent for good (as in the original: the
+    # mount must be remounted), so let the new server record itself before faulting them
+    fs.mounts[0].wait_server_up()
     with open(f"{m}/before", "wb") as f:
         f.write(b"b" * 100000)
         os.fsync(f.fileno())
-    # the next few metadata writes fail or tear; the commit is retried until they pass,
-    # and a transient failure is invisible to fsync
-    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "3", "-m", "64K", "meta", "write", action))
+    # the next few writes (or flushes) fail or tear; the commit is retried until they
+    # pass, and a transient failure is invisible to fsync
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "3", "-m", min_len, dev, op, action))
     with open(f"{m}/during", "wb") as f:
         f.write(b"d" * 100000)
         os.fsync(f.fileno())
@@ -82,6 +98,31 @@ def test_failed_commit_writes_are_retried(mounted, action):
         assert f.read() == b"b" * 100000
     with open(f"{m}/during", "rb") as f:
         assert f.read() == b"d" * 100000
+
+
+@pytest.mark.parametrize("action", ["fail", "tear"])
+def test_failed_data_write_is_an_error_and_leaks_nothing(mounted, action):
+    """File data goes to the data device when it is written: a failed write is EIO to the
+    writer, and the blocks it had allocated are not lost or half-owned."""
+    fs = mounted
+    m = fs.mounts[0].path
+    with open(f"{m}/old", "wb") as f:
+        f.write(b"o" * 300000)
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "1", "data", "write", action))
+    with pytest.raises(OSError) as e:
+        with open(f"{m}/new", "wb") as f:
+            f.write(b"n" * 300000)
+            os.fsync(f.fileno())
+    assert e.value.errno == 5
+    run(scoutfs_cmd("inject-fault", "-p", m, "data", "write", "clear"))
+    with open(f"{m}/after", "wb") as f:
+        f.write(b"a" * 300000)
+    fs.umount(0)
+    fs.assert_clean()
+    fs.mount(0)
+    for name, byte in (("old", b"o"), ("after", b"a")):
+        with open(f"{m}/{name}", "rb") as f:
+            assert f.read() == byte * 300000, name
 
 
 def test_lasting_failure_reports_eio_then_recovers(mounted):
@@ -119,3 +160,30 @@ def test_crash_while_commits_fail(mounted):
         assert f.read() == b"s" * 50000
     fs.umount(0)
     fs.assert_clean()
+
+
+def test_a_hung_daemon_does_not_stop_fencing(fs_dir, monkeypatch):
+    """The fence agent asks every daemon of the host for fence requests: one that never
+    answers (here a socket nobody accepts on, first in line) must not stop the others."""
+    run_dir = os.path.join(fs_dir, "run")
+    os.makedirs(run_dir)
+    monkeypatch.setenv("SCOUTFS_RUN_DIR", run_dir)
+    monkeypatch.setattr(harness, "RUN_DIR", run_dir)
+    hung = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hung.bind(os.path.join(run_dir, "rid-0000000000000000.sock"))
+    hung.listen(8)
+    fs = harness.ScoutFS(fs_dir)
+    try:
+        fs.mkfs()
+        fs.start_fenced()
+        fs.mount(0).wait_server_up()
+        fs.kill(0)
+        t0 = time.monotonic()
+        fs.mount(0)          # the new server must fence the crashed one first
+        assert time.monotonic() - t0 < 20
+        assert "fence agent fenced rid" in fs.mounts[0].log()
+    finally:
+        fs.cleanup()
+        hung.close()
+    with open(os.path.join(fs_dir, "fenced.log")) as f:
+        assert "rid-0000000000000000.sock did not answer" in f.read()

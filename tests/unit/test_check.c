@@ -943,6 +943,166 @@ static void test_freeing_tree_bad_cursor(void **state)
 	expect_problem("used by log_merge freeing seq 77 (btree level 0)");
 }
 
+/* extent items of an inode that doesn't exist: their blocks belong to nobody */
+static void test_orphan_data_extent(void **state)
+{
+	struct scoutfs_data_extent_val dv;
+	struct alloc_extent ext;
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	assert_int_equal(alloc_ext_alloc(&im.txn, &im.super->data_alloc, 3, &ext), 0);
+	memset(&dv, 0, sizeof(dv));
+	dv.blkno = cpu_to_le64(ext.start);
+	put(&im, key_make(SCOUTFS_FS_ZONE, 1500, SCOUTFS_DATA_EXTENT_TYPE, 2, 3, 0), &dv,
+	    sizeof(dv));
+	img_close(&im);
+	expect_problem("inode 1500: has items (1 data extent) but no inode item");
+}
+
+/* a file's extent item gone without its blocks being freed */
+static void test_leaked_data_blocks(void **state)
+{
+	struct scoutfs_inode si;
+	char want[160];
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	del(&im, key_make(SCOUTFS_FS_ZONE, F_INO, SCOUTFS_DATA_EXTENT_TYPE, 3, 4, 0));
+	si = get_inode(&im, F_INO);
+	si.online_blocks = 0;
+	put_inode(&im, F_INO, &si);
+	img_close(&im);
+	snprintf(want, sizeof(want), "data blocks %llu-%llu (4 blocks) neither referenced by a "
+	         "file nor free: leaked",
+	         (unsigned long long)f_blkno, (unsigned long long)f_blkno + 3);
+	expect_problem(want);
+}
+
+static void test_online_blocks_mismatch(void **state)
+{
+	struct scoutfs_inode si;
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	si = get_inode(&im, G_INO);
+	le64_add_cpu(&si.online_blocks, 2);
+	put_inode(&im, G_INO, &si);
+	img_close(&im);
+	expect_problem("inode 1026: online_blocks 3 but its extents map 1 online blocks");
+}
+
+static void test_extent_outside_the_data_device(void **state)
+{
+	struct scoutfs_data_extent_val dv;
+	struct scoutfs_inode si;
+	struct img im;
+	u64 total;
+
+	make_content();
+	img_open(&im);
+	total = le64_to_cpu(im.super->total_data_blocks);
+	memset(&dv, 0, sizeof(dv));
+	dv.blkno = cpu_to_le64(total + 10);
+	put(&im, key_make(SCOUTFS_FS_ZONE, G_INO, SCOUTFS_DATA_EXTENT_TYPE, 1, 1, 0), &dv,
+	    sizeof(dv));
+	si = get_inode(&im, G_INO);
+	le64_add_cpu(&si.online_blocks, 1);
+	si.size = cpu_to_le64(2 * SCOUTFS_BLOCK_SM_SIZE);
+	put_inode(&im, G_INO, &si);
+	img_close(&im);
+	expect_problem("inode 1026: data extent of file blocks 1-1 maps data blocks");
+	expect_problem("outside the data device's blocks");
+}
+
+/* an entry whose inode was never created */
+static void test_entry_names_missing_inode(void **state)
+{
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	add_entry(&im, DIR_INO, "ghost", 1600, SCOUTFS_DT_REG);
+	img_close(&im);
+	expect_problem("directory 1024: entry 'ghost' at pos 6 names inode 1600, which doesn't "
+	               "exist");
+	/* without its link backref too, the entry is found dangling from the directory */
+	img_open(&im);
+	del(&im, key_make(SCOUTFS_FS_ZONE, 1600, SCOUTFS_LINK_BACKREF_TYPE, DIR_INO, 6, 0));
+	img_close(&im);
+	expect_problem("directory 1024: entry 'ghost' at pos 6 names inode 1600, which doesn't "
+	               "exist");
+	expect_problem("there are 6 readdir items but 5 link backref items");
+}
+
+/* the link backref of one of f's two names is gone */
+static void test_missing_link_backref(void **state)
+{
+	char want[160];
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	del(&im, key_make(SCOUTFS_FS_ZONE, F_INO, SCOUTFS_LINK_BACKREF_TYPE, DIR_INO, f_pos, 0));
+	img_close(&im);
+	snprintf(want, sizeof(want), "directory 1024: entry 'f' at pos %llu names inode 1025, "
+	         "which has no link backref item for it",
+	         (unsigned long long)f_pos);
+	expect_problem(want);
+	expect_problem("inode 1025: nlink 2 but 1 entries name the inode");
+}
+
+/* the super's reference to fs_root names an older version of the block */
+static void test_stale_block_reference(void **state)
+{
+	struct img im;
+
+	make_content();
+	img_open(&im);
+	le64_add_cpu(&im.super->fs_root.ref.seq, 1);
+	img_close(&im);
+	expect_problem("fs_root: btree block");
+	expect_problem("(stale reference: the block was rewritten)");
+}
+
+static void test_bad_quorum_block(void **state)
+{
+	u8 byte;
+	int fd;
+
+	make_content();
+	fd = open(meta_path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &byte, 1, (SCOUTFS_QUORUM_BLKNO + 3) * 4096ULL + 300), 1);
+	byte ^= 0x01;
+	assert_int_equal(pwrite(fd, &byte, 1, (SCOUTFS_QUORUM_BLKNO + 3) * 4096ULL + 300), 1);
+	close(fd);
+	expect_problem("quorum block of slot 3 (block 20): bad checksum");
+}
+
+/* a data device whose super is intact but names another volume */
+static void test_data_device_of_another_filesystem(void **state)
+{
+	struct scoutfs_super_block *super = dev_alloc_buf(SCOUTFS_BLOCK_SM_SIZE);
+	struct dev *dev;
+	char why[256];
+
+	make_content();
+	assert_non_null(super);
+	assert_int_equal(dev_open(data_path, DEV_RDWR | DEV_BUFFERED, &dev), 0);
+	assert_int_equal(super_read(dev, 0, super, why, sizeof(why)), 0);
+	super->uuid[0] ^= 0xff;
+	assert_int_equal(block_sm_write(dev, SCOUTFS_SUPER_BLKNO, SCOUTFS_BLOCK_MAGIC_SUPER,
+	                                le64_to_cpu(super->hdr.fsid), super, sizeof(*super)),
+	                 0);
+	dev_close(dev);
+	free(super);
+	expect_problem("belong to different filesystems");
+}
+
 static void test_usage(void **state)
 {
 	struct result *r;
@@ -1016,6 +1176,15 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_directory_loop),
 		cmocka_unit_test(test_freeing_tree_is_clean),
 		cmocka_unit_test(test_freeing_tree_bad_cursor),
+		cmocka_unit_test(test_orphan_data_extent),
+		cmocka_unit_test(test_leaked_data_blocks),
+		cmocka_unit_test(test_online_blocks_mismatch),
+		cmocka_unit_test(test_extent_outside_the_data_device),
+		cmocka_unit_test(test_entry_names_missing_inode),
+		cmocka_unit_test(test_missing_link_backref),
+		cmocka_unit_test(test_stale_block_reference),
+		cmocka_unit_test(test_bad_quorum_block),
+		cmocka_unit_test(test_data_device_of_another_filesystem),
 		cmocka_unit_test(test_usage),
 	};
 
