@@ -192,8 +192,9 @@ int fs_lookup(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const cha
 	struct fs_inode di = { .ino = dir };
 	struct scoutfs_dirent d;
 	struct scoutfs_inode si;
-	struct lock *lock;
-	u64 ino;
+	struct lock *locks[2];
+	u64 inos[2] = { dir, 0 };
+	int tries = 0;
 	int err;
 
 	err = check_name(name, len);
@@ -209,16 +210,40 @@ int fs_lookup(struct fs_info *fs, const struct fs_cred *cred, u64 dir, const cha
 	if (err < 0)
 		return err;
 
-	ino = le64_to_cpu(d.ino);
-	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, 0, w.interrupted ? &w : NULL, &lock);
-	if (err < 0)
+	/*
+	 * The entry and its inode under both locks at once: between two separate lock holds
+	 * another mount can replace the entry and delete the inode it named, and the name would
+	 * seem not to exist at all.  Locks are taken in inode order, so the entry found first
+	 * is looked at again.
+	 */
+	for (;;) {
+		inos[1] = le64_to_cpu(d.ino);
+		err = lock_inodes(fs->li, inos, 2, SCOUTFS_LOCK_READ, w.interrupted ? &w : NULL,
+				  locks);
+		if (err < 0)
+			return err;
+		di.lock = locks[0];
+		err = read_dir(fs, &di);
+		if (err == 0)
+			err = find_entry(fs, di.lock, dir, name, len, &d);
+		if (err == 0 && le64_to_cpu(d.ino) != inos[1] && ++tries < 100) {
+			/* replaced meanwhile: lock the inode it names now */
+			lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_READ);
+			continue;
+		}
+		if (err == 0 && le64_to_cpu(d.ino) != inos[1])
+			err = -EAGAIN;
+		if (err == 0) {
+			err = fs_inode_read(fs, locks[1], inos[1], &si);
+			/* an entry whose inode is missing under both locks is damage */
+			if (err == -ENOENT)
+				err = -EIO;
+		}
+		if (err == 0)
+			fs_inode_attr(&si, inos[1], attr);
+		lock_unlock_inodes(fs->li, locks, 2, SCOUTFS_LOCK_READ);
 		return err;
-	err = fs_inode_read(fs, lock, ino, &si);
-	if (err == 0)
-		fs_inode_attr(&si, ino, attr);
-	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
-	/* the entry's inode was deleted after we read the entry: it's gone */
-	return err == -ENOENT ? -ENOENT : err;
+	}
 }
 
 /* ---- creating ---- */

@@ -229,8 +229,10 @@ def interrupt_mount(fs, opts, wait_for):
     os.makedirs(mnt, exist_ok=True)
     log = os.path.join(LOG_DIR, "scoutfsd-" + mnt.lstrip("/").replace("/", "-") + ".log")
     start = os.path.getsize(log) if os.path.exists(log) else 0
+    # a process group of its own, as a terminal's foreground job: ^C reaches mount(8) and
+    # the mount.scoutfs it runs alike
     p = subprocess.Popen(mount_argv(opts, fs.data, mnt), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         for _ in range(300):
             if os.path.exists(log):
@@ -242,13 +244,15 @@ def interrupt_mount(fs, opts, wait_for):
         else:
             raise AssertionError(f"the daemon never logged {wait_for!r}")
         time.sleep(0.5)
-        p.send_signal(signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 32, err
-    assert "interrupted" in err, err
+    # mount(8) dies of the ^C itself; its helper (run directly with a build) exits 32
+    assert p.returncode in (32, -signal.SIGINT), err
+    if p.returncode == 32:
+        assert "interrupted" in err, err
     assert mountinfo_fstype(mnt) is None
     with open(log) as f:
         f.seek(start)
