@@ -560,10 +560,11 @@ int mount_teardown(struct mount *m)
 		m->ctl = NULL;
 	}
 	if (m->sf) {
-		sfuse_destroy(m->sf);
-		m->sf = NULL;
+		/* lock invalidations may be calling into it: wait for them before freeing it */
 		if (m->fs)
 			fs_set_upcalls(m->fs, NULL, NULL);
+		sfuse_destroy(m->sf);
+		m->sf = NULL;
 	}
 	if (m->fs)
 		fs_stop(m->fs);

@@ -59,6 +59,8 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
 		pthread_rwlock_init(&fs->xattr_locks[i], NULL);
 	fs_data_init(fs);
+	pthread_mutex_init(&fs->up_mutex, NULL);
+	pthread_cond_init(&fs->up_cond, NULL);
 	pthread_mutex_init(&fs->orphan_mutex, NULL);
 	pthread_mutex_init(&fs->delete_mutex, NULL);
 	pthread_cond_init(&fs->orphan_cond, NULL);
@@ -66,10 +68,63 @@ int fs_create(const struct fs_config *cfg, struct fs_info **ret)
 	return 0;
 }
 
+/* clearing them (up NULL) returns once no thread is inside an upcall any more */
 void fs_set_upcalls(struct fs_info *fs, const struct fs_upcalls *up, void *arg)
 {
+	pthread_mutex_lock(&fs->up_mutex);
 	fs->up = up;
 	fs->up_arg = arg;
+	while (!up && fs->up_users)
+		pthread_cond_wait(&fs->up_cond, &fs->up_mutex);
+	pthread_mutex_unlock(&fs->up_mutex);
+}
+
+/* the upcalls, held until upcalls_put, or NULL when there are none (any more) */
+static const struct fs_upcalls *upcalls_get(struct fs_info *fs, void **arg)
+{
+	const struct fs_upcalls *up;
+
+	pthread_mutex_lock(&fs->up_mutex);
+	up = fs->up;
+	*arg = fs->up_arg;
+	if (up)
+		fs->up_users++;
+	pthread_mutex_unlock(&fs->up_mutex);
+	return up;
+}
+
+static void upcalls_put(struct fs_info *fs)
+{
+	pthread_mutex_lock(&fs->up_mutex);
+	if (--fs->up_users == 0)
+		pthread_cond_broadcast(&fs->up_cond);
+	pthread_mutex_unlock(&fs->up_mutex);
+}
+
+bool fs_inode_in_kernel(struct fs_info *fs, u64 ino)
+{
+	const struct fs_upcalls *up;
+	bool used = false;
+	void *arg;
+
+	if ((up = upcalls_get(fs, &arg))) {
+		used = up->inode_in_use && up->inode_in_use(arg, ino);
+		upcalls_put(fs);
+	}
+	return used;
+}
+
+void fs_open_ino_map(struct fs_info *fs, u64 group_nr, le64 *bits)
+{
+	const struct fs_upcalls *up;
+	void *arg;
+
+	memset(bits, 0, SCOUTFS_OPEN_INO_MAP_LE64S * sizeof(le64));
+	if ((up = upcalls_get(fs, &arg))) {
+		if (up->inodes_in_use)
+			up->inodes_in_use(arg, group_nr << SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
+		upcalls_put(fs);
+	}
 }
 
 void fs_set_options(struct fs_info *fs, const struct fs_options *opts)
@@ -89,6 +144,8 @@ void fs_destroy(struct fs_info *fs)
 	pthread_mutex_destroy(&fs->ino_mutex);
 	for (int i = 0; i < FS_XATTR_LOCKS; i++)
 		pthread_rwlock_destroy(&fs->xattr_locks[i]);
+	pthread_mutex_destroy(&fs->up_mutex);
+	pthread_cond_destroy(&fs->up_cond);
 	pthread_mutex_destroy(&fs->orphan_mutex);
 	pthread_mutex_destroy(&fs->delete_mutex);
 	pthread_cond_destroy(&fs->orphan_cond);
@@ -102,16 +159,19 @@ int fs_lock_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_
 {
 	struct fs_info *fs = arg;
 	bool downgrade = old_mode == SCOUTFS_LOCK_WRITE && new_mode == SCOUTFS_LOCK_READ;
-	bool inodes = lock->start.sk_zone == SCOUTFS_FS_ZONE && fs->up;
+	const struct fs_upcalls *up = NULL;
 	u64 first = key_first(&lock->start);
 	u64 last = key_first(&lock->end);
-	int err;
+	void *up_arg;
+	int err = 0;
 
 	counter_inc(fs_lock_invalidate);
-	if (old_mode == SCOUTFS_LOCK_WRITE && inodes && fs->up->flush_inodes) {
+	if (lock->start.sk_zone == SCOUTFS_FS_ZONE)
+		up = upcalls_get(fs, &up_arg);
+	if (old_mode == SCOUTFS_LOCK_WRITE && up && up->flush_inodes) {
 		/* pages written through mappings become items before the commit */
 		lock_flush_begin(fs->li, lock);
-		fs->up->flush_inodes(fs->up_arg, first, last);
+		up->flush_inodes(up_arg, first, last);
 		lock_flush_end(fs->li, lock);
 	}
 	/* commit: the next holder must read what we wrote under this lock */
@@ -120,13 +180,16 @@ int fs_lock_invalidate(void *arg, struct lock *lock, enum scoutfs_lock_mode old_
 		counter_inc(fs_lock_invalidate_sync);
 		err = trans_sync_seq(fs->ti, lock->dirty_trans_seq);
 		if (err < 0)
-			return err;
+			goto out;
 	}
-	if (inodes && fs->up->invalidate_inodes)
-		fs->up->invalidate_inodes(fs->up_arg, first, last, downgrade);
-	if (downgrade)
-		return 0; /* what we cached is still true */
-	return item_invalidate(fs->ic, &lock->start, &lock->end);
+	if (up && up->invalidate_inodes)
+		up->invalidate_inodes(up_arg, first, last, downgrade);
+	if (!downgrade) /* after a downgrade what we cached is still true */
+		err = item_invalidate(fs->ic, &lock->start, &lock->end);
+out:
+	if (up)
+		upcalls_put(fs);
+	return err;
 }
 
 /* ---- whole filesystem ---- */
@@ -292,7 +355,7 @@ static int orphan_scan_once(struct fs_info *fs)
 
 			seen++;
 			counter_inc(orphan_scan_item);
-			if (fs->up && fs->up->inode_in_use && fs->up->inode_in_use(fs->up_arg, ino)) {
+			if (fs_inode_in_kernel(fs, ino)) {
 				counter_inc(orphan_scan_cached);
 				continue;
 			}

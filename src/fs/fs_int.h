@@ -54,6 +54,13 @@ struct fs_info {
 	pthread_mutex_t opts_mutex;
 	struct fs_options opts;
 
+	/*
+	 * The upcalls into the FUSE layer, and how many threads are inside one: clearing them
+	 * waits until none is, so the FUSE layer can be freed right after.
+	 */
+	pthread_mutex_t up_mutex;
+	pthread_cond_t up_cond;
+	unsigned int up_users;
 	const struct fs_upcalls *up;
 	void *up_arg;
 
@@ -204,6 +211,8 @@ int fs_delete_inode_items(struct fs_info *fs, struct lock *lock, u64 ino);
 struct lock_waiter fs_waiter(const struct fs_cred *cred);
 /* does any mount still use the unlinked ino?  (under its WRITE lock; errors say yes) */
 bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino);
+/* the kernel still references ino (false once the FUSE layer is gone) */
+bool fs_inode_in_kernel(struct fs_info *fs, u64 ino);
 /* lock flags for a request: LOCK_KERNEL_PAGES if it holds kernel page locks */
 int fs_lock_flags(const struct fs_cred *cred);
 bool fs_inode_owner_or_capable(const struct fs_cred *cred, const struct scoutfs_inode *si);

@@ -567,7 +567,7 @@ bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino)
 	u64 bit = ino & SCOUTFS_OPEN_INO_MAP_MASK;
 	int err;
 
-	if (fs->up && fs->up->inode_in_use && fs->up->inode_in_use(fs->up_arg, ino))
+	if (fs_inode_in_kernel(fs, ino))
 		return true;
 	err = client_open_ino_map(fs->cl, ino >> SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
 	if (err < 0) {
@@ -579,13 +579,6 @@ bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino)
 		return true;
 	}
 	return false;
-}
-
-void fs_open_ino_map(struct fs_info *fs, u64 group_nr, le64 *bits)
-{
-	memset(bits, 0, SCOUTFS_OPEN_INO_MAP_LE64S * sizeof(le64));
-	if (fs->up && fs->up->inodes_in_use)
-		fs->up->inodes_in_use(fs->up_arg, group_nr << SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
 }
 
 void fs_evict(struct fs_info *fs, u64 ino)

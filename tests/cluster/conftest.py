@@ -30,11 +30,15 @@ def fs_dir():
     assert not mnts and not pids, f"the test left mounts {mnts} and daemons {pids} behind"
 
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "scoutfsd: fatal signal")
 
 
 def assert_no_sanitizer_reports(f):
-    """A sanitized daemon that hit a memory error, leak or undefined behaviour fails the test."""
+    """
+    A daemon that crashed, or (sanitized) hit a memory error, leak or undefined behaviour,
+    fails the test.
+    """
     for m in f.mounts:
         log = m.log()
         for mark in SANITIZER_MARKS:

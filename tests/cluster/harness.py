@@ -315,9 +315,20 @@ class ScoutFS:
         assert rc == 0, f"scoutfs check found problems:\n{out}"
 
     def cleanup(self):
+        stuck = []
         for m in reversed(self.mounts):
             if m.mounted or mountinfo_fstype(m.path) == "fuse.scoutfs":
-                p = run(umount_argv(m.path), check=False, timeout=60)
-                if p.returncode != 0:
+                try:
+                    p = run(umount_argv(m.path), check=False, timeout=60)
+                    failed = p.returncode != 0
+                except subprocess.TimeoutExpired:
+                    failed = True
+                    stuck.append(m)
+                if failed:
                     self.kill(m.index)
         self.stop_fenced()
+        if stuck:
+            logs = "\n".join(f"--- mount {m.index} daemon log (end):\n{m.log()[-3000:]}"
+                             for m in self.mounts)
+            raise AssertionError(f"unmounting mount(s) {[m.index for m in stuck]} took over "
+                                 f"60 s (killed)\n{logs}")

@@ -234,3 +234,53 @@ def test_unmount_keeps_a_quorum_majority(quorum3):
     t.join(timeout=60)
     assert not t.is_alive() and result.get("ok"), result
     fs.assert_clean()
+
+
+def test_unmount_while_other_mounts_take_its_locks(two):
+    """
+    A mount that is unmounting still answers lock requests until its locks are shut down:
+    the answers must not reach into the kernel-facing layer it already took down.  Both
+    mounts write the same files (each in a lock of its own), then one unmounts while the
+    other keeps writing them.
+    """
+    a, b = two.mounts
+    two.umount(1)
+    for rnd in range(6):
+        two.mount(1, opts="ino_alloc_per_lock=1")
+        names = [f"r{rnd}f{i}" for i in range(16)]
+        for n in names:
+            with open(f"{b.path}/{n}", "w") as f:
+                f.write("from b")
+        stop_a, stop_b = threading.Event(), threading.Event()
+        errors = []
+
+        def writer(m, part, stop):
+            while not stop.is_set():
+                for n in part:
+                    try:
+                        with open(f"{m.path}/{n}", "w") as f:
+                            f.write(f"from {m.index}")
+                    except OSError as e:
+                        errors.append(e)
+
+        threads_b = [threading.Thread(target=writer, args=(b, names[i::2], stop_b))
+                     for i in range(2)]
+        threads_a = [threading.Thread(target=writer, args=(a, names[i::2], stop_a))
+                     for i in range(2)]
+        for t in threads_a + threads_b:
+            t.start()
+        time.sleep(0.5)
+        stop_b.set()
+        for t in threads_b:
+            t.join()
+        try:
+            two.umount(1)
+        finally:
+            stop_a.set()
+            for t in threads_a:
+                t.join()
+        assert not errors
+        assert "unmounted cleanly" in b.log()[b.log_start:], b.log()[b.log_start:][-3000:]
+        for n in names:
+            with open(f"{a.path}/{n}") as f:
+                assert f.read() == "from 0"
