@@ -136,15 +136,22 @@ def recv_exact(sock, n, what):
     return buf
 
 
-def mountinfo_fstype(path):
+def mountinfo(path):
+    """The /proc/self/mountinfo fields of the top mount at path, or None (never stats the
+    path, which would hang on a hung FUSE mount)."""
     path = os.path.realpath(path)
-    fstype = None
+    found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
             if parts[4] == path:
-                fstype = parts[parts.index("-") + 1]
-    return fstype
+                found = parts
+    return found
+
+
+def mountinfo_fstype(path):
+    parts = mountinfo(path)
+    return parts[parts.index("-") + 1] if parts else None
 
 
 def leftovers_under(top):
