@@ -129,8 +129,8 @@ class Work:
         self.dir = tempfile.mkdtemp(prefix="scoutfs-bench-", dir=parent)
         self.keep = keep
         self.cleanups = []
-        self.logs = []
-        self.keep_logs = False  # something went wrong: the daemon logs tell what
+        self.logs = {}  # daemon log -> keep it (its mount went wrong: the log tells what)
+        self.keep_logs = False  # a cleanup failed: keep every log
 
     def path(self, *names):
         return os.path.join(self.dir, *names)
@@ -167,14 +167,17 @@ class Work:
                 print(f"bench: kept {self.dir}", flush=True)
             else:
                 subprocess.run(["nice", "rm", "-rf", "--one-file-system", self.dir])
-            if not self.keep_logs and not self.keep:
-                for log in self.logs:
-                    try:
-                        os.unlink(log)
-                    except OSError:
-                        pass
-            elif self.logs:
-                print("bench: daemon logs: " + " ".join(self.logs), flush=True)
+            kept = []
+            for log, keep in self.logs.items():
+                if keep or self.keep_logs or self.keep:
+                    kept.append(log)
+                    continue
+                try:
+                    os.unlink(log)
+                except OSError:
+                    pass
+            if kept:
+                print("bench: daemon logs: " + " ".join(kept), flush=True)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -350,8 +353,7 @@ class ScoutCluster:
 
     def mount(self, index, opts=""):
         m = self.fs.mount(index, opts)
-        if m.log_path() not in self.work.logs:
-            self.work.logs.append(m.log_path())
+        self.work.logs.setdefault(m.log_path(), False)
         return m.path
 
     def paths(self):
@@ -383,7 +385,8 @@ class ScoutCluster:
 
     def force_down(self):
         """Take every mount down without its help: abort, kill, detach."""
-        self.work.keep_logs = True
+        for m in self.fs.mounts:
+            self.work.logs[m.log_path()] = True
         for m in self.fs.mounts:
             abort_fuse(m.path)
         for m in self.fs.mounts:
@@ -406,7 +409,6 @@ class ScoutCluster:
                 failed.append(f"mnt{m.index}: {str(e).strip().splitlines()[0]}")
         if failed:
             self.force_down()
-            self.work.keep_logs = True
             raise BenchError("unmount failed, forced: " + "; ".join(failed))
         for path in (self.fs.meta, self.fs.data):
             try:
