@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PATH_LEN     4096
-#define MAX_THREADS  256
+#define PATH_LEN    4096
+#define MAX_THREADS 256
 
 struct opts {
 	const char *cmd;
@@ -171,7 +171,7 @@ static void *names_worker(void *arg)
 	pthread_barrier_wait(w->barrier);
 	if (o->count) {
 		uint64_t share = o->count / (uint64_t)o->threads +
-				 ((uint64_t)w->index < o->count % (uint64_t)o->threads);
+		                 ((uint64_t)w->index < o->count % (uint64_t)o->threads);
 
 		for (i = 0; i < share && !w->err; i++, w->ops++)
 			op(w, o->first + next_random(&rnd) % o->n);
@@ -239,7 +239,7 @@ static void *random_worker(void *arg)
 }
 
 static void print_result(const struct opts *o, uint64_t ops, uint64_t bytes, uint64_t start_mono,
-			 uint64_t end_mono, uint64_t start_real)
+                         uint64_t end_mono, uint64_t start_real)
 {
 	double secs = (double)(end_mono - start_mono) / 1e9;
 
@@ -266,7 +266,7 @@ static void wait_for_start(const struct opts *o)
  * worker (the file of the random I/O workloads); the time includes sync_fd's fsync if given.
  */
 static int run_threads(const struct opts *o, void *(*fn)(void *), int fd, int sync_fd,
-		       uint64_t bytes_per_op)
+                       uint64_t bytes_per_op)
 {
 	struct worker *workers;
 	pthread_barrier_t barrier;
@@ -308,7 +308,7 @@ static int run_threads(const struct opts *o, void *(*fn)(void *), int fd, int sy
 		ops += workers[i].ops;
 		if (workers[i].err && !ret) {
 			fprintf(stderr, "fsbench: %s: %s\n", workers[i].what,
-				strerror(workers[i].err));
+			        strerror(workers[i].err));
 			ret = -workers[i].err;
 		}
 	}
@@ -389,7 +389,7 @@ static int cmd_sequential(const struct opts *o)
 		if (ret <= 0) {
 			ret = ret < 0 ? -errno : -EIO;
 			fprintf(stderr, "fsbench: %s %s at %llu: %s\n", writing ? "write" : "read",
-				o->path, (unsigned long long)done, strerror((int)-ret));
+			        o->path, (unsigned long long)done, strerror((int)-ret));
 			goto out_close;
 		}
 		done += (uint64_t)ret;
@@ -405,7 +405,7 @@ out_close:
 		ret = -errno;
 	if (!ret)
 		print_result(o, (done + o->bs - 1) / o->bs, done, start_mono,
-			     now_ns(CLOCK_MONOTONIC), start_real);
+		             now_ns(CLOCK_MONOTONIC), start_real);
 out:
 	free(buf);
 	return (int)ret;
@@ -425,7 +425,7 @@ static int cmd_random(const struct opts *o)
 	}
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < o->size || o->size < o->bs) {
 		fprintf(stderr, "fsbench: %s must be at least %llu bytes and hold a request\n",
-			o->path, (unsigned long long)o->size);
+		        o->path, (unsigned long long)o->size);
 		close(fd);
 		return -EINVAL;
 	}
@@ -485,7 +485,7 @@ static int cmd_bounce(const struct opts *o)
 		if (bounce_one(o, fds[i % 2], paths[i % 2], i) < 0) {
 			ret = -errno;
 			fprintf(stderr, "fsbench: %s %s: %s\n", o->bounce_op, paths[i % 2],
-				strerror(errno));
+			        strerror(errno));
 			goto out;
 		}
 		lat[i] = now_ns(CLOCK_MONOTONIC) - t0;
@@ -509,19 +509,20 @@ out:
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: fsbench create|stat|rename|unlink DIR -n N [-f FIRST] [-t THREADS]\n"
-		"                   [-p PREFIX] [-P NEW_PREFIX] [-c SAMPLE] [-s START_NS]\n"
-		"       fsbench readdir DIR\n"
-		"       fsbench seqwrite|seqread FILE -b SIZE [-B BS] [-d] [-k]\n"
-		"       fsbench randread|randwrite FILE -b SIZE -T SECONDS [-B BS] [-t THREADS] [-d]\n"
-		"       fsbench bounce FILE_A FILE_B -n N [-o write|setxattr]\n"
-		"\n"
-		"Names are PREFIX<index> (default prefix f) for indexes FIRST..FIRST+N-1, split\n"
-		"between the threads; -c stats SAMPLE random names of that range instead.  rename\n"
-		"renames PREFIX<i> to NEW_PREFIX<i>.  -d opens with O_DIRECT; -k writes an existing\n"
-		"file without truncating it.  -s waits until CLOCK_REALTIME reaches START_NS.\n"
-		"Prints one line: op= ops= bytes= secs= start_ns= end_ns= (bounce: latencies).\n");
+	fputs("usage: fsbench create|stat|rename|unlink DIR -n N [-f FIRST] [-t THREADS]\n"
+	      "           [-p PREFIX] [-P NEW_PREFIX] [-c SAMPLE] [-x SEED] [-s START_NS]\n"
+	      "       fsbench readdir DIR\n"
+	      "       fsbench seqwrite|seqread FILE -b SIZE [-B BS] [-d] [-k]\n"
+	      "       fsbench randread|randwrite FILE -b SIZE -T SECS [-B BS] [-t THREADS] [-d]\n"
+	      "       fsbench bounce FILE_A FILE_B -n N [-o write|setxattr]\n"
+	      "\n"
+	      "Names are PREFIX<index> (default prefix f) for indexes FIRST..FIRST+N-1, split\n"
+	      "between the threads; -c stats SAMPLE random names of that range instead.\n"
+	      "rename renames PREFIX<i> to NEW_PREFIX<i>.  -d opens with O_DIRECT; -k writes\n"
+	      "an existing file without truncating it.  -s waits until CLOCK_REALTIME reaches\n"
+	      "START_NS.  Prints one line: op= ops= bytes= secs= start_ns= end_ns= (bounce:\n"
+	      "op= ops= secs= start_ns= p50_us= p99_us= max_us= mean_us=).\n",
+	      f);
 }
 
 static int bad_usage(const char *why)
@@ -638,7 +639,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->path_b = argc - optind > 2 ? argv[optind + 2] : NULL;
 	if (o->threads < 1 || o->threads > MAX_THREADS || o->bs == 0) {
 		fprintf(stderr, "fsbench: threads must be 1 to %d and the request size not 0\n",
-			MAX_THREADS);
+		        MAX_THREADS);
 		return -EINVAL;
 	}
 	return 0;

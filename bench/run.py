@@ -28,21 +28,21 @@ from targets import BenchError, Work  # noqa: E402
 
 SIZE_SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
-# (full run, --quick): the full run takes about 10 minutes here; --quick is a smoke test
+# name: (full run, --quick, meaning); the full run takes about 10 minutes here
 DEFAULTS = {
-    "rounds": (3, 1),
-    "files": (10000, 200),
-    "threads": (4, 2),
-    "stream_size": ("1G", "8M"),
-    "io_seconds": (2.0, 0.2),
-    "bigdir_files": (1000000, 1000),
-    "bigdir_steps": (10, 2),
-    "bigdir_sample": (2000, 100),
-    "bigdir_passthrough_max": (200000, 1000),
-    "multi_files": (5000, 100),
-    "bounces": (400, 20),
-    "multi_timeout": (0, 10),
-    "timeout": (0, 60),
+    "rounds": (3, 1, "rounds of every suite but bigdir"),
+    "files": (10000, 200, "meta: files in the directory"),
+    "threads": (4, 2, "meta and stream: the several-threads variant"),
+    "stream_size": ("1G", "8M", "stream: file size"),
+    "io_seconds": (2.0, 0.2, "stream: seconds per random I/O workload"),
+    "bigdir_files": (1000000, 1000, "bigdir: entries at the end"),
+    "bigdir_steps": (10, 2, "bigdir: measurement points"),
+    "bigdir_sample": (2000, 100, "bigdir: cold lookups per step"),
+    "bigdir_passthrough_max": (200000, 1000, "bigdir: entries the passthrough goes to"),
+    "multi_files": (5000, 100, "multi: files each process creates"),
+    "bounces": (400, 20, "multi: lock bounces"),
+    "multi_timeout": (0, 10, "multi: seconds per workload (0: from the size)"),
+    "timeout": (0, 60, "seconds per measurement elsewhere (0: from the size)"),
 }
 
 
@@ -78,11 +78,11 @@ def parse_args(argv):
     p.add_argument("--meta-size", default="16G", help="scoutfs metadata device (sparse file)")
     p.add_argument("--data-size", default="16G", help="scoutfs data device (sparse file)")
     g = p.add_argument_group("sizes (defaults: full run / --quick)")
-    for name, (full, quick) in DEFAULTS.items():
-        g.add_argument("--" + name.replace("_", "-"), default=None,
-                       help=f"{full} / {quick}")
+    for name, (full, quick, meaning) in DEFAULTS.items():
+        g.add_argument("--" + name.replace("_", "-"), default=None, metavar="N",
+                       help=f"{meaning}: {full} / {quick}")
     args = p.parse_args(argv)
-    for name, (full, quick) in DEFAULTS.items():
+    for name, (full, quick, _) in DEFAULTS.items():
         v = getattr(args, name)
         v = (quick if args.quick else full) if v is None else v
         if name == "stream_size":

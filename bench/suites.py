@@ -152,7 +152,7 @@ def run_rounds(b, table, cols, body):
                 body(b.target(name), r, state)
             except BenchError as e:
                 msg = "timeout" if isinstance(e, Timeout) else "error"
-                table.fail(state["workload"], state["unit"], name, msg)
+                table.fail(state["workload"] or "(setup)", state["unit"] or "-", name, msg)
                 table.note(f"{name}, round {r + 1}, {state['workload']}: {e}")
                 b.restart(name)
 
@@ -264,18 +264,18 @@ def bigdir(b):
     for name in cols:
         tgt = b.target(name)
         d = os.path.join(tgt.path, "bigdir")
-        workload = None
+        workload, unit = None, "ops/s"
         try:
             os.mkdir(d)
             for k in range(steps):
                 first, count = k * chunk, (k + 1) * chunk
                 if name == "passthrough" and count > pt_max:
-                    t.note(f"passthrough stopped at {si(first)} entries, the most it may hold "
-                           f"here is {si(pt_max)}: passthrough_ll keeps a descriptor per "
-                           "inode (RLIMIT_NOFILE) and walks a list of all of them on every "
-                           "lookup, a quadratic fill (--bigdir-passthrough-max)")
+                    t.note(f"passthrough stopped before {si(count)} entries: it may hold "
+                           f"{si(pt_max)} here, as it keeps a descriptor per inode "
+                           "(RLIMIT_NOFILE) and walks a list of all of them on every lookup, "
+                           "a quadratic fill (--bigdir-passthrough-max)")
                     break
-                workload = f"create {si(first)}..{si(count)}"
+                workload, unit = f"create {si(first)}..{si(count)}", "ops/s"
                 b.progress(f"bigdir: {name}, {workload}")
                 res = b.fsbench("create", d, "-n", chunk, "-f", first,
                                 timeout=b.name_timeout(chunk))
@@ -285,13 +285,13 @@ def bigdir(b):
                 res = b.fsbench("stat", d, "-n", count, "-c", sample, "-x", k + 1,
                                 timeout=b.name_timeout(sample))
                 t.add(workload, "ops/s", name, res["ops"] / res["secs"])
-                workload = f"readdir at {si(count)}"
+                workload, unit = f"readdir at {si(count)}", "entries/s"
                 res = b.fsbench("readdir", d, timeout=b.name_timeout(count))
                 if res["ops"] != count:
                     raise BenchError(f"readdir returned {res['ops']:.0f} of {count} entries")
                 t.add(workload, "entries/s", name, res["ops"] / res["secs"])
         except BenchError as e:
-            t.fail(workload, None, name, "timeout" if isinstance(e, Timeout) else "error")
+            t.fail(workload, unit, name, "timeout" if isinstance(e, Timeout) else "error")
             t.note(f"{name}, {workload}: {e}")
             b.restart(name)
             continue
