@@ -169,6 +169,9 @@ class Work:
                 subprocess.run(["nice", "rm", "-rf", "--one-file-system", self.dir])
             kept = []
             for log, keep in self.logs.items():
+                if sanitizer_found(log):
+                    ok = False
+                    keep = True
                 if keep or self.keep_logs or self.keep:
                     kept.append(log)
                     continue
@@ -182,6 +185,18 @@ class Work:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         return ok
+
+
+def sanitizer_found(log_path):
+    """Print and say whether a sanitized daemon reported an error in its log."""
+    try:
+        with open(log_path, errors="replace") as f:
+            report = harness.sanitizer_report(f.read())
+    except OSError:
+        return False
+    if report:
+        print(f"bench: sanitizer report in {log_path}:\n{report}", flush=True)
+    return bool(report)
 
 
 def compile_c(work, src, out, extra=(), werror=True):

@@ -136,6 +136,19 @@ def recv_exact(sock, n, what):
     return buf
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(log):
+    """The first sanitizer report in a daemon's log (a memory error, leak or undefined
+    behaviour of a sanitized build), or None."""
+    for mark in SANITIZER_MARKS:
+        i = log.find(mark)
+        if i >= 0:
+            return log[i:i + 6000]
+    return None
+
+
 def mountinfo(path):
     """The /proc/self/mountinfo fields of the top mount at path, or None (never stats the
     path, which would hang on a hung FUSE mount)."""
