@@ -39,6 +39,15 @@ def parse(line):
     return out
 
 
+def cache_drops():
+    """How many times anyone has written to /proc/sys/vm/drop_caches since boot."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("drop_slab "):
+                return int(line.split()[1])
+    return 0
+
+
 class Bench:
     """What every suite needs: sizes, the timing helper, and the targets (started on first
     use, stopped when the run ends)."""
@@ -79,14 +88,19 @@ class Bench:
         return [self.fsbench_path, *[str(a) for a in args]]
 
     def fsbench(self, *args, timeout):
+        """Run one measurement; its results, with disturbed=True if another process dropped
+        the kernel's caches meanwhile (other developers' tests do, often)."""
         cmd = self.argv(*args)
+        drops = cache_drops()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise Timeout(f"timeout ({timeout:.0f} s)")
         if p.returncode != 0:
             raise BenchError(f"{' '.join(cmd[1:3])}: {p.stderr.strip()}")
-        return parse(p.stdout.strip().splitlines()[-1])
+        res = parse(p.stdout.strip().splitlines()[-1])
+        res["disturbed"] = cache_drops() != drops
+        return res
 
     def together(self, runs, timeout):
         """Run fsbench commands at the same moment; their aggregate rate in ops/s."""
@@ -169,7 +183,7 @@ def meta(b):
         def measure(workload, *args, unit="ops/s"):
             state["workload"], state["unit"] = workload, unit
             res = b.fsbench(*args, timeout=tmo)
-            t.add(workload, unit, tgt.name, res["ops"] / res["secs"])
+            t.add(workload, unit, tgt.name, res["ops"] / res["secs"], res["disturbed"])
             return res
 
         for threads in sorted({1, cfg.threads}):
@@ -219,7 +233,7 @@ def stream(b):
                 v = res["bytes"] / res["secs"] / MIB
             else:
                 v = res["ops"] / res["secs"]
-            t.add(workload, unit, tgt.name, v)
+            t.add(workload, unit, tgt.name, v, res["disturbed"])
 
         measure("write 1 MiB seq (+fsync)", "MiB/s", "seqwrite", path, "-b", size)
         tgt.cold()
@@ -279,17 +293,17 @@ def bigdir(b):
                 b.progress(f"bigdir: {name}, {workload}")
                 res = b.fsbench("create", d, "-n", chunk, "-f", first,
                                 timeout=b.name_timeout(chunk))
-                t.add(workload, "ops/s", name, res["ops"] / res["secs"])
+                t.add(workload, "ops/s", name, res["ops"] / res["secs"], res["disturbed"])
                 tgt.cold()
                 workload = f"stat cold at {si(count)}"
                 res = b.fsbench("stat", d, "-n", count, "-c", sample, "-x", k + 1,
                                 timeout=b.name_timeout(sample))
-                t.add(workload, "ops/s", name, res["ops"] / res["secs"])
+                t.add(workload, "ops/s", name, res["ops"] / res["secs"], res["disturbed"])
                 workload, unit = f"readdir at {si(count)}", "entries/s"
                 res = b.fsbench("readdir", d, timeout=b.name_timeout(count))
                 if res["ops"] != count:
                     raise BenchError(f"readdir returned {res['ops']:.0f} of {count} entries")
-                t.add(workload, "entries/s", name, res["ops"] / res["secs"])
+                t.add(workload, "entries/s", name, res["ops"] / res["secs"], res["disturbed"])
         except BenchError as e:
             t.fail(workload, unit, name, "timeout" if isinstance(e, Timeout) else "error")
             t.note(f"{name}, {workload}: {e}")

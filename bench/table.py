@@ -25,10 +25,12 @@ def si(v):
 class Cell:
     def __init__(self):
         self.samples = []
+        self.disturbed = 0  # samples during which another process dropped the caches
         self.error = None
 
-    def add(self, value):
+    def add(self, value, disturbed=False):
         self.samples.append(value)
+        self.disturbed += bool(disturbed)
 
     def fail(self, what):
         self.error = self.error or what
@@ -52,7 +54,7 @@ class Cell:
         if not self.samples:
             return None
         return {"median": self.median(), "min": min(self.samples), "max": max(self.samples),
-                "samples": self.samples}
+                "samples": self.samples, "disturbed": self.disturbed}
 
 
 class Row:
@@ -78,8 +80,8 @@ class Table:
             self.by_name[workload] = r
         return self.by_name[workload]
 
-    def add(self, workload, unit, column, value):
-        self.row(workload, unit).cells[column].add(value)
+    def add(self, workload, unit, column, value, disturbed=False):
+        self.row(workload, unit).cells[column].add(value, disturbed)
 
     def fail(self, workload, unit, column, what):
         self.row(workload, unit).cells[column].fail(what)
@@ -109,8 +111,21 @@ class Table:
 
         out = [f"== {self.suite}: {self.title}", fmt(head)]
         out += [fmt(b) for b in body]
-        out += [f"   note: {n}" for n in self.notes]
+        out += [f"   note: {n}" for n in self.notes + self.disturbances()]
         return out
+
+    def disturbances(self):
+        """Which samples another process's drop_caches may have made cold (or colder)."""
+        hit = []
+        for r in self.rows:
+            cols = [f"{c} {r.cells[c].disturbed}/{len(r.cells[c].samples)}"
+                    for c in self.columns if r.cells[c].disturbed]
+            if cols:
+                hit.append(f"{r.workload} ({', '.join(cols)})")
+        if not hit:
+            return []
+        return ["another process dropped the kernel caches during some samples (/proc/vmstat "
+                "drop_slab): " + "; ".join(hit)]
 
     def as_json(self):
         return {
@@ -122,5 +137,5 @@ class Table:
                 "cells": {c: r.cells[c].as_json() for c in self.columns},
                 "ratios": {b: self.ratio(r, b) for b in self.columns[1:]},
             } for r in self.rows],
-            "notes": self.notes,
+            "notes": self.notes + self.disturbances(),
         }
