@@ -39,7 +39,8 @@ DEFAULTS = {
     "bigdir_steps": (10, 2, "bigdir: measurement points"),
     "bigdir_sample": (2000, 100, "bigdir: cold lookups per step"),
     "bigdir_passthrough_max": (200000, 1000, "bigdir: entries the passthrough goes to"),
-    "multi_files": (5000, 100, "multi: files each process creates"),
+    "multi_files": (5000, 100, "multi: files each process creates in its own directory"),
+    "shared_files": (1000, 50, "multi: files each process creates in the shared directory"),
     "bounces": (400, 20, "multi: lock bounces"),
     "multi_timeout": (0, 10, "multi: seconds per workload (0: from the size)"),
     "timeout": (0, 60, "seconds per measurement elsewhere (0: from the size)"),
@@ -132,7 +133,8 @@ def header(args, work):
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     sizes = (f"rounds={args.rounds} files={args.files} threads={args.threads} "
              f"stream_size={args.stream_size >> 20}M io_seconds={args.io_seconds} "
-             f"multi_files={args.multi_files} bounces={args.bounces}")
+             f"multi_files={args.multi_files} shared_files={args.shared_files} "
+             f"bounces={args.bounces}")
     if "bigdir" in args.suite:
         sizes += (f" bigdir_files={args.bigdir_files} bigdir_steps={args.bigdir_steps} "
                   f"bigdir_sample={args.bigdir_sample} "

@@ -321,10 +321,14 @@ def multi(b):
     cfg = b.cfg
     n = cfg.multi_files
     cols = ["scoutfs", "1 mount"]
-    t = Table("multi", f"{n} creates per process, {cfg.bounces} lock bounces, "
+    t = Table("multi", f"{n} creates per process in their own directories, "
+              f"{cfg.shared_files} in the shared one, {cfg.bounces} lock bounces, "
               f"{rounds_label(cfg.rounds)}; median (min-max); scoutfs = across mounts, "
               "'1 mount' = the same work through mount 0 only", cols)
-    tmo = cfg.multi_timeout or 30 + n / 100
+
+    def timeout(ops, rate):
+        """Generous, from the slowest plausible rate: only a hang should hit it."""
+        return cfg.multi_timeout or 30 + ops / rate
 
     def new_cluster(r, k):
         cl = ScoutCluster(b.work, f"multi-{r}-{k}", cfg.meta_size, cfg.data_size)
@@ -337,12 +341,14 @@ def multi(b):
         its own); their aggregate rate."""
         p = cl.paths()
         runs = []
+        count = cfg.shared_files if shared else n
         for i, m in enumerate(mounts):
             d = os.path.join(p[m], tag if shared else f"{tag}-{i}")
             if not os.path.isdir(d):
                 os.mkdir(d)
-            runs.append(("create", d, "-n", n, "-f", i * n))
-        return b.together(runs, tmo)
+            runs.append(("create", d, "-n", count, "-f", i * count))
+        # a create in a directory another mount writes moves its lock: a commit each time
+        return b.together(runs, timeout(count, 10 if shared else 100))
 
     def bounce(cl, tag, mounts, op):
         p = cl.paths()
@@ -351,7 +357,7 @@ def multi(b):
             fh.write("x" * 8)
         res = b.fsbench("bounce", os.path.join(p[mounts[0]], tag),
                         os.path.join(p[mounts[1]], tag), "-n", cfg.bounces, "-o", op,
-                        timeout=tmo)
+                        timeout=timeout(cfg.bounces, 10))
         return res["p50_us"], res["p99_us"]
 
     workloads = [

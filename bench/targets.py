@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -42,7 +43,6 @@ def setup_harness(build_dir):
         os.environ["SCOUTFS_BIN_DIR"] = os.path.realpath(build_dir)
     else:
         os.environ.pop("SCOUTFS_BIN_DIR", None)
-    import sys
     sys.path.insert(0, os.path.join(TOP, "tests", "cluster"))
     import harness as h
     harness = h

@@ -37,10 +37,6 @@ COLUMNS = {
     "multi": ["scoutfs", "1 mount"],
     "bigdir": ["scoutfs", "backing", "passthrough"],
 }
-# Creates in one directory from two mounts deadlock today (a kernel invalidation of the
-# directory's entries waits for the directory lock that a create holds while it waits for the
-# cluster lock being invalidated; see bench/README.md): the runner must time that out and go on.
-MAY_TIME_OUT = {("multi", "create, one shared dir, 2 mounts", "scoutfs")}
 CELL = re.compile(r"^\d+(\.\d+)?[kM]?$")
 
 
@@ -63,7 +59,7 @@ def check_row_printed(out, suite, row, columns):
     assert fields[1] == row["unit"], line
     for f in fields[2:2 + len(columns)]:
         median = f.split(" (")[0]
-        assert CELL.match(median) or f in ("timeout", "-"), line
+        assert CELL.match(median) or f == "-", line
     for f in fields[2 + len(columns):]:
         assert f == "-" or re.match(r"^\d+\.\d\d$", f), line
 
@@ -88,8 +84,6 @@ def test_quick_run_prints_well_formed_tables(fs_dir):
                 if suite == "multi" and row["workload"].startswith("create, own dir, 1") \
                         and col == "scoutfs":
                     assert cell is None  # one process on one mount is the reference only
-                    continue
-                if (suite, row["workload"], col) in MAY_TIME_OUT and cell == {"error": "timeout"}:
                     continue
                 assert cell and "error" not in cell, (suite, row["workload"], col, cell)
                 assert cell["median"] > 0 and cell["min"] <= cell["median"] <= cell["max"]
