@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from harness import ScoutFS, leftovers_under
+from harness import ScoutFS, leftovers_under, sanitizer_report
 
 
 @pytest.fixture
@@ -30,20 +30,14 @@ def fs_dir():
     assert not mnts and not pids, f"the test left mounts {mnts} and daemons {pids} behind"
 
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "scoutfsd: fatal signal")
-
-
 def assert_no_sanitizer_reports(f):
     """
     A daemon that crashed, or (sanitized) hit a memory error, leak or undefined behaviour,
     fails the test.
     """
     for m in f.mounts:
-        log = m.log()
-        for mark in SANITIZER_MARKS:
-            i = log.find(mark)
-            assert i < 0, f"mount {m.index} daemon log reports a sanitizer error:\n{log[i:i + 6000]}"
+        report = sanitizer_report(m.log())
+        assert not report, f"mount {m.index} daemon log reports a crash or sanitizer error:\n{report}"
 
 
 @pytest.fixture

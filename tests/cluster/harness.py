@@ -136,15 +136,36 @@ def recv_exact(sock, n, what):
     return buf
 
 
-def mountinfo_fstype(path):
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "scoutfsd: fatal signal")
+
+
+def sanitizer_report(log):
+    """The first crash or sanitizer report in a daemon's log (a fatal signal; a memory
+    error, leak or undefined behaviour of a sanitized build), or None."""
+    for mark in SANITIZER_MARKS:
+        i = log.find(mark)
+        if i >= 0:
+            return log[i:i + 6000]
+    return None
+
+
+def mountinfo(path):
+    """The /proc/self/mountinfo fields of the top mount at path, or None (never stats the
+    path, which would hang on a hung FUSE mount)."""
     path = os.path.realpath(path)
-    fstype = None
+    found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
             if parts[4] == path:
-                fstype = parts[parts.index("-") + 1]
-    return fstype
+                found = parts
+    return found
+
+
+def mountinfo_fstype(path):
+    parts = mountinfo(path)
+    return parts[parts.index("-") + 1] if parts else None
 
 
 def leftovers_under(top):
