@@ -13,11 +13,15 @@
  * After that nothing of this mount is left for another server to recover or fence, and
  * the same devices and slot can be mounted again at once.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -204,6 +208,11 @@ static int setup_quorum(struct mount *m, char *why, size_t why_len)
 	scfg.recovery_timeout_ms = 30000;
 	scfg.fence_timeout_ms = 30000;
 	scfg.leader_fence_timeout_ms = 15000;
+	err = quorum_slot_unclean_rid(m->sp.meta, m->fsid, qconf, slot, &scfg.slot_crashed_rid);
+	if (err < 0) {
+		snprintf(why, why_len, "reading the quorum blocks failed: %s", strerror(-err));
+		return err;
+	}
 	err = server_create(&scfg, &m->srv);
 	if (err < 0) {
 		snprintf(why, why_len, "creating the server failed: %s", strerror(-err));
@@ -401,8 +410,8 @@ static const char *run_dir(void)
 	return dir && *dir ? dir : CONTROL_RUN_DIR_DEFAULT;
 }
 
-/* the process start time (clock ticks since boot) tells a pid's reuse apart */
-static unsigned long long proc_start_time(void)
+/* the process start time (clock ticks since boot) tells a pid's reuse apart; 0 if none */
+static unsigned long long stat_start_time(const char *stat_path)
 {
 	char buf[1024];
 	unsigned long long start = 0;
@@ -410,7 +419,7 @@ static unsigned long long proc_start_time(void)
 	FILE *f;
 	int field;
 
-	f = fopen("/proc/self/stat", "r");
+	f = fopen(stat_path, "r");
 	if (!f)
 		return 0;
 	if (fgets(buf, sizeof(buf), f)) {
@@ -424,11 +433,76 @@ static unsigned long long proc_start_time(void)
 	return start;
 }
 
+/* the start time of process pid, 0 if there is no such process */
+static unsigned long long pid_start_time(int pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	return stat_start_time(path);
+}
+
+/* is the daemon that wrote this pid file gone (the pid is free or reused)? */
+static bool pid_file_stale(const char *path)
+{
+	unsigned long long start;
+	bool stale = false;
+	int pid;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fscanf(f, "%d %llu", &pid, &start) == 2 && pid > 0)
+		stale = pid_start_time(pid) != start;
+	fclose(f);
+	return stale;
+}
+
+/*
+ * A daemon that was killed leaves its pid file and control socket behind: the fence agent
+ * would keep trying that socket and the directory would only grow.  Each mount clears what
+ * daemons that no longer run left (their pid files say who they were); a failed unmount's
+ * reason (rid-RID.exit) is kept for a day for the umount helper that reports it.
+ */
+static void sweep_stale_run_files(void)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	size_t len;
+	DIR *dir;
+
+	dir = opendir(run_dir());
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		len = strlen(de->d_name);
+		if (strncmp(de->d_name, "rid-", 4) != 0 || len < 5)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", run_dir(), de->d_name);
+		if (len > 4 && strcmp(de->d_name + len - 4, ".pid") == 0 && pid_file_stale(path)) {
+			log_info("removing %s and its control socket: that daemon no longer runs",
+				 path);
+			snprintf(path + strlen(path) - 4, 6, ".sock");
+			unlink(path);
+			snprintf(path + strlen(path) - 5, 5, ".pid");
+			unlink(path);
+		} else if (len > 5 && strcmp(de->d_name + len - 5, ".exit") == 0 &&
+			   stat(path, &st) == 0 && st.st_mtime + 86400 < time(NULL)) {
+			unlink(path);
+		}
+	}
+	closedir(dir);
+}
+
 int mount_control_start(struct mount *m, char *why, size_t why_len)
 {
 	char tmp[300];
 	FILE *f;
 	int err;
+
+	sweep_stale_run_files();
 
 	snprintf(m->rid_sock, sizeof(m->rid_sock), "%s/rid-%016llx.sock", run_dir(),
 		 (unsigned long long)m->rid);
@@ -444,7 +518,7 @@ int mount_control_start(struct mount *m, char *why, size_t why_len)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", m->pid_file);
 	f = fopen(tmp, "w");
 	if (f) {
-		fprintf(f, "%d %llu %s\n", (int)getpid(), proc_start_time(), m->mountpoint);
+		fprintf(f, "%d %llu %s\n", (int)getpid(), stat_start_time("/proc/self/stat"), m->mountpoint);
 		if (fclose(f) == 0 && rename(tmp, m->pid_file) == 0)
 			return 0;
 	}

@@ -548,6 +548,30 @@ out:
 	return ret;
 }
 
+int quorum_slot_unclean_rid(struct dev *meta_dev, u64 fsid,
+			    const struct scoutfs_quorum_config *qconf, int slot, u64 *rid)
+{
+	const struct scoutfs_quorum_block_event *ev;
+	struct scoutfs_quorum_block *blks;
+	int ret;
+
+	*rid = 0;
+	if (slot < 0 || slot >= SCOUTFS_QUORUM_MAX_SLOTS)
+		return -EINVAL;
+	blks = calloc(SCOUTFS_QUORUM_MAX_SLOTS, sizeof(*blks));
+	if (!blks)
+		return -ENOMEM;
+	ret = read_all_blocks(meta_dev, fsid, qconf, blks);
+	if (ret == 0) {
+		ev = blks[slot].events;
+		if (le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].write_nr) >
+		    le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_END].write_nr))
+			*rid = le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].rid);
+	}
+	free(blks);
+	return ret;
+}
+
 int quorum_any_agent_running(struct dev *meta_dev, u64 fsid,
                              const struct scoutfs_quorum_config *qconf, bool *running)
 {

@@ -118,6 +118,13 @@ int quorum_for_each_old_leader(struct dev *meta_dev, u64 fsid,
 			       int (*cb)(void *arg, u64 rid, u64 term, const struct sockaddr_in *sin),
 			       void *arg);
 
+/*
+ * The rid of slot's previous mount if it did not shut down cleanly (BEGIN written after
+ * END), else 0.  Once this mount holds the slot's address, that mount no longer runs.
+ */
+int quorum_slot_unclean_rid(struct dev *meta_dev, u64 fsid,
+			    const struct scoutfs_quorum_config *qconf, int slot, u64 *rid);
+
 /* is any slot's agent running (BEGIN written after END)? */
 int quorum_any_agent_running(struct dev *meta_dev, u64 fsid,
 			     const struct scoutfs_quorum_config *qconf, bool *running);

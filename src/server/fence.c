@@ -64,6 +64,31 @@ static int recov_add_cb(void *arg, const struct scoutfs_key *key, u64 seq, u8 fl
 	return 0;
 }
 
+static void mc_sin(const struct scoutfs_mounted_client_btree_val *mcv, struct sockaddr_in *sin)
+{
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(le16_to_cpu(mcv->addr.port));
+	sin->sin_addr.s_addr = htonl(le32_to_cpu(mcv->addr.addr));
+}
+
+/* fence a rid at the address its mounted-client record gives */
+static int fence_start_mounted(struct server *srv, u64 rid, const char *reason)
+{
+	struct scoutfs_mounted_client_btree_val mcv;
+	struct sockaddr_in sin;
+	int err;
+
+	pthread_mutex_lock(&srv->mutex);
+	err = server_mounted_client(srv, rid, &mcv);
+	pthread_mutex_unlock(&srv->mutex);
+	if (err == 0)
+		mc_sin(&mcv, &sin);
+	else
+		memset(&sin, 0, sizeof(sin));
+	return fence_start(srv, rid, &sin, reason);
+}
+
 int recov_prepare(struct server *srv)
 {
 	struct btree_visit_ops ops = { .item = recov_add_cb };
@@ -81,13 +106,25 @@ int recov_prepare(struct server *srv)
 
 void recov_begin(struct server *srv)
 {
+	u64 crashed = srv->cfg.slot_crashed_rid;
+	bool fence_crashed = false;
+
 	pthread_mutex_lock(&srv->recov_mutex);
 	srv->recov_armed = true;
 	if (srv->recov) {
 		srv->recov_deadline_ms = now_mono_ms() + srv->cfg.recovery_timeout_ms;
 		workq_queue_delayed(srv->wq, &srv->recov_work, srv->cfg.recovery_timeout_ms);
 	}
+	for (struct recov_entry *re = srv->recov; crashed && re; re = re->next)
+		fence_crashed |= re->rid == crashed;
 	pthread_mutex_unlock(&srv->recov_mutex);
+
+	if (fence_crashed) {
+		log_warn("rid %016llx, the previous mount of this quorum slot, crashed: fencing it "
+			 "now rather than waiting for it to recover", (unsigned long long)crashed);
+		if (fence_start_mounted(srv, crashed, "client_recovery") < 0)
+			server_fail(srv, "starting a fence", -ENOMEM);
+	}
 }
 
 /* run as work: it may be reached from inside the lock server's own callbacks */
@@ -169,23 +206,12 @@ void recov_destroy(struct server *srv)
 	pthread_mutex_unlock(&srv->recov_mutex);
 }
 
-static void mc_sin(const struct scoutfs_mounted_client_btree_val *mcv, struct sockaddr_in *sin)
-{
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(le16_to_cpu(mcv->addr.port));
-	sin->sin_addr.s_addr = htonl(le32_to_cpu(mcv->addr.addr));
-}
-
 /* the recovery timeout: fence every rid that has not recovered */
 void recov_work_fn(struct work *work)
 {
 	struct server *srv = container_of(work, struct server, recov_work);
-	struct scoutfs_mounted_client_btree_val mcv;
-	struct sockaddr_in sin;
 	u64 rids[64];
 	int nr = 0;
-	int err;
 
 	pthread_mutex_lock(&srv->recov_mutex);
 	for (struct recov_entry *re = srv->recov; re && nr < (int)ARRAY_SIZE(rids); re = re->next)
@@ -194,15 +220,8 @@ void recov_work_fn(struct work *work)
 
 	for (int i = 0; i < nr; i++) {
 		counter_inc(recov_timeouts);
-		pthread_mutex_lock(&srv->mutex);
-		err = server_mounted_client(srv, rids[i], &mcv);
-		pthread_mutex_unlock(&srv->mutex);
-		if (err == 0)
-			mc_sin(&mcv, &sin);
-		else
-			memset(&sin, 0, sizeof(sin));
 		log_warn("client rid %016llx did not recover in time", (unsigned long long)rids[i]);
-		if (fence_start(srv, rids[i], &sin, "client_recovery") < 0)
+		if (fence_start_mounted(srv, rids[i], "client_recovery") < 0)
 			server_fail(srv, "starting a fence", -ENOMEM);
 	}
 }

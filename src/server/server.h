@@ -42,6 +42,12 @@ struct server_config {
 	u64 recovery_timeout_ms;    /* 30 s: previously mounted clients must reconnect */
 	u64 fence_timeout_ms;	    /* 30 s: the fence agent must act */
 	u64 leader_fence_timeout_ms; /* 15 s: fencing earlier leaders at startup */
+	/*
+	 * The previous mount of this server's quorum slot, which crashed (0 if none): it no
+	 * longer runs (this mount holds the slot's address), so it is fenced at once instead
+	 * of waited for until the recovery timeout.
+	 */
+	u64 slot_crashed_rid;
 };
 
 int server_create(const struct server_config *cfg, struct server **ret);

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from harness import (LOG_DIR, ScoutFS, fingerprint, mount_argv, mountinfo_fstype, run, scoutfs_cmd,
-                     tool, umount_argv)
+from harness import (LOG_DIR, RUN_DIR, ScoutFS, fingerprint, live_daemons, mount_argv,
+                     mountinfo_fstype, run, scoutfs_cmd, tool, umount_argv)
 
 
 def try_mount(fs, opts, data=None, mnt=None):
@@ -375,3 +375,20 @@ def test_mount_options_are_shown_and_changed_while_mounted(fs):
     fs.umount(0)
     fs.mount(0)
     assert mount_options(m)["orphan_scan_delay_ms"] == "10000"
+
+
+def test_a_killed_daemons_run_files_are_swept(fs):
+    """A daemon killed with SIGKILL leaves its pid file and control socket; the next mount
+    removes them (the fence agent would keep trying that socket), and only them."""
+    fs.start_fenced()  # the next server fences the killed mount
+    m = fs.mount(0)
+    rid = run(scoutfs_cmd("statfs", "-p", m.path, "-s", "rid")).stdout.strip()
+    rid = f"{int(rid, 16):016x}"  # statfs prints it in hex
+    files = [os.path.join(RUN_DIR, f"rid-{rid}.{ext}") for ext in ("pid", "sock")]
+    assert all(os.path.exists(f) for f in files), os.listdir(RUN_DIR)
+    fs.kill(0)
+    assert all(os.path.exists(f) for f in files)
+    m = fs.mount(0)
+    # (any daemon that starts may have swept them: other tests' too)
+    assert not any(os.path.exists(f) for f in files)
+    assert any(pid == m.daemon_pid() for pid, _ in live_daemons())
