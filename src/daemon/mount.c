@@ -518,7 +518,8 @@ int mount_control_start(struct mount *m, char *why, size_t why_len)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", m->pid_file);
 	f = fopen(tmp, "w");
 	if (f) {
-		fprintf(f, "%d %llu %s\n", (int)getpid(), stat_start_time("/proc/self/stat"), m->mountpoint);
+		fprintf(f, "%d %llu %s\n", (int)getpid(), stat_start_time("/proc/self/stat"),
+			m->mountpoint);
 		if (fclose(f) == 0 && rename(tmp, m->pid_file) == 0)
 			return 0;
 	}
