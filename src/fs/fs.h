@@ -296,8 +296,12 @@ int fs_removexattr(struct fs_info *fs, const struct fs_cred *cred, u64 ino, cons
 
 /* ---- inode lifetime ---- */
 
-/* the kernel forgot the inode: delete it if it has no links left and no mount uses it */
-void fs_evict(struct fs_info *fs, u64 ino);
+/*
+ * The kernel forgot these inodes: delete those with no links left that no mount uses.  Up to
+ * FS_EVICT_BATCH at a time share one question to the server per inode group.
+ */
+#define FS_EVICT_BATCH 64
+void fs_evict_many(struct fs_info *fs, const u64 *inos, int nr);
 /* this mount's part of the open map: the inodes of group_nr its kernel holds */
 void fs_open_ino_map(struct fs_info *fs, u64 group_nr, le64 *bits);
 

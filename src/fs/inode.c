@@ -557,60 +557,89 @@ int fs_delete_inode_items(struct fs_info *fs, struct lock *lock, u64 ino)
 }
 
 /*
+ * The open map of one inode group, kept while a batch of evictions asks about several of
+ * its inodes: one request to the server for all of them.
+ */
+struct omap_cache {
+	bool valid;
+	u64 group;
+	le64 bits[SCOUTFS_OPEN_INO_MAP_LE64S];
+};
+
+/*
  * Does any mount, this one included, still use ino (open, mapped, cached)?  Asked under the
  * inode's WRITE lock, when its last link is gone: nobody can find it by name any more, so
- * the answer can only go from yes to no.  Errors count as yes: the orphan scan retries.
+ * the answer can only go from yes to no, and a "no" in a map asked for after the inode was
+ * seen unlinked stays true (which lets a batch share oc).  Errors count as yes: the orphan
+ * scan retries.
  */
-bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino)
+static bool used_anywhere(struct fs_info *fs, u64 ino, struct omap_cache *oc)
 {
-	le64 bits[SCOUTFS_OPEN_INO_MAP_LE64S];
+	u64 group = ino >> SCOUTFS_OPEN_INO_MAP_SHIFT;
 	u64 bit = ino & SCOUTFS_OPEN_INO_MAP_MASK;
 	int err;
 
 	if (fs_inode_in_kernel(fs, ino))
 		return true;
-	err = client_open_ino_map(fs->cl, ino >> SCOUTFS_OPEN_INO_MAP_SHIFT, bits);
-	if (err < 0) {
-		counter_inc(inode_omap_error);
-		return true;
+	if (!oc->valid || oc->group != group) {
+		oc->valid = false;
+		err = client_open_ino_map(fs->cl, group, oc->bits);
+		if (err < 0) {
+			counter_inc(inode_omap_error);
+			return true;
+		}
+		oc->valid = true;
+		oc->group = group;
 	}
-	if (le64_to_cpu(bits[bit / 64]) & (1ULL << (bit % 64))) {
+	if (le64_to_cpu(oc->bits[bit / 64]) & (1ULL << (bit % 64))) {
 		counter_inc(inode_used_elsewhere);
 		return true;
 	}
 	return false;
 }
 
-void fs_evict(struct fs_info *fs, u64 ino)
+bool fs_inode_used_anywhere(struct fs_info *fs, u64 ino)
+{
+	struct omap_cache oc = { .valid = false };
+
+	return used_anywhere(fs, ino, &oc);
+}
+
+/*
+ * Cheap check first, and only under a lock we still hold: most forgotten inodes still have
+ * links, and asking for locks just to find that out would take them from the mounts using
+ * them.  One we don't hold was changed (unlinked, perhaps) elsewhere since: if it is an
+ * orphan, the orphan scan deletes it.
+ */
+static bool evict_candidate(struct fs_info *fs, u64 ino)
 {
 	struct scoutfs_inode si;
 	struct lock *lock;
 	int err;
 
 	if (ino == SCOUTFS_ROOT_INO)
-		return;
-	/*
-	 * Cheap check first, and only under a lock we still hold: most forgotten inodes still
-	 * have links, and asking for locks just to find that out would take them from the
-	 * mounts using them.  One we don't hold was changed (unlinked, perhaps) elsewhere since:
-	 * if it is an orphan, the orphan scan deletes it.
-	 */
+		return false;
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_READ, LOCK_NONBLOCK, NULL, &lock);
 	if (err == -EAGAIN)
 		counter_inc(inode_evict_unlocked);
 	if (err < 0)
-		return;
+		return false;
 	err = fs_inode_read(fs, lock, ino, &si);
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_READ);
-	if (err < 0 || le32_to_cpu(si.nlink) > 0)
-		return;
+	return err == 0 && le32_to_cpu(si.nlink) == 0;
+}
+
+static void evict_unlinked(struct fs_info *fs, u64 ino, struct omap_cache *oc)
+{
+	struct lock *lock;
+	int err;
 
 	pthread_mutex_lock(&fs->delete_mutex);
 	err = lock_inode(fs->li, ino, SCOUTFS_LOCK_WRITE, 0, NULL, &lock);
 	if (err < 0)
 		goto out;
 	/* another mount still using it deletes it when it lets go (or an orphan scan does) */
-	if (!fs_inode_used_anywhere(fs, ino)) {
+	if (!used_anywhere(fs, ino, oc)) {
 		err = fs_delete_inode_items(fs, lock, ino);
 		if (err < 0)
 			log_warn("deleting unlinked inode %llu failed: %s (the orphan scan retries)",
@@ -619,6 +648,36 @@ void fs_evict(struct fs_info *fs, u64 ino)
 	lock_unlock(fs->li, lock, SCOUTFS_LOCK_WRITE);
 out:
 	pthread_mutex_unlock(&fs->delete_mutex);
+}
+
+static int cmp_ino(const void *a, const void *b)
+{
+	return cmp_u64(*(const u64 *)a, *(const u64 *)b);
+}
+
+void fs_evict_many(struct fs_info *fs, const u64 *inos, int nr)
+{
+	struct omap_cache oc;
+	u64 unlinked[FS_EVICT_BATCH];
+	int nr_unlinked;
+	int batch;
+
+	for (; nr > 0; inos += batch, nr -= batch) {
+		batch = min_t(int, nr, FS_EVICT_BATCH);
+		nr_unlinked = 0;
+		for (int i = 0; i < batch; i++) {
+			if (evict_candidate(fs, inos[i]))
+				unlinked[nr_unlinked++] = inos[i];
+		}
+		/*
+		 * Every open map asked for from here on is newer than those inodes' unlinks;
+		 * sorted, the inodes of one group follow each other and share one map.
+		 */
+		qsort(unlinked, (size_t)nr_unlinked, sizeof(unlinked[0]), cmp_ino);
+		oc.valid = false;
+		for (int i = 0; i < nr_unlinked; i++)
+			evict_unlinked(fs, unlinked[i], &oc);
+	}
 }
 
 /* ---- attributes ---- */

@@ -761,23 +761,32 @@ static void *drop_thread(void *arg)
 static void *evict_thread(void *arg)
 {
 	struct sfuse *sf = arg;
+	u64 inos[FS_EVICT_BATCH];
 	struct evict_job *job;
+	int nr;
 
 	thread_set_name("fuse-evict");
 	pthread_mutex_lock(&sf->evict_mutex);
 	for (;;) {
 		while (!sf->evict_head && !sf->evict_stop)
 			pthread_cond_wait(&sf->evict_cond, &sf->evict_mutex);
-		job = sf->evict_head;
-		if (!job)
+		if (!sf->evict_head)
 			break;
-		sf->evict_head = job->next;
+		/*
+		 * What queued up meanwhile goes in one batch (one question to the server per
+		 * inode group).  Never waiting for more: a write that found the device full
+		 * retries once after a commit, and must find the unlinked files freed by then.
+		 */
+		for (nr = 0; nr < FS_EVICT_BATCH && (job = sf->evict_head); nr++) {
+			sf->evict_head = job->next;
+			inos[nr] = job->ino;
+			free(job);
+		}
 		if (!sf->evict_head)
 			sf->evict_tail = &sf->evict_head;
 		pthread_mutex_unlock(&sf->evict_mutex);
-		counter_inc(fuse_evict);
-		fs_evict(sf->fs, job->ino);
-		free(job);
+		counter_add(fuse_evict, (u64)nr);
+		fs_evict_many(sf->fs, inos, nr);
 		pthread_mutex_lock(&sf->evict_mutex);
 	}
 	pthread_mutex_unlock(&sf->evict_mutex);

@@ -460,6 +460,37 @@ def test_remote_unlink_of_cached_inode_is_deleted(orphan_cluster):
     assert wait_deleted(fs, ino), "an unlinked inode cached by other mounts was not deleted"
 
 
+def test_batched_evictions_spare_files_open_elsewhere(orphan_cluster):
+    """
+    Many files of one inode group unlinked at once: the unlinking mount deletes them in
+    batches that share one open map per group; the few another mount holds open must
+    survive that map, the rest must go.
+    """
+    fs = orphan_cluster
+    names = [f"b{i}" for i in range(48)]
+    inos = {}
+    for n in names:
+        write(paths(fs, n)[0], n.encode() * 500)
+        inos[n] = os.stat(paths(fs, n)[0]).st_ino
+    assert len({ino >> 10 for ino in inos.values()}) == 1
+    held = names[3::8]
+    fds = {n: os.open(paths(fs, n)[1], os.O_RDONLY) for n in held}
+    try:
+        for n in names:
+            os.unlink(paths(fs, n)[0])
+        for n in names:
+            if n not in held:
+                assert wait_deleted(fs, inos[n]), f"{n} was not deleted"
+        for n in held:
+            assert inode_exists(fs, inos[n]), f"{n} was deleted while open on another mount"
+            assert os.pread(fds[n], 100000, 0) == n.encode() * 500
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    for n in held:
+        assert wait_deleted(fs, inos[n])
+
+
 def test_unlinked_open_files_on_several_mounts(orphan_cluster):
     fs = orphan_cluster
     names = [f"f{i}" for i in range(6)]
