@@ -13,9 +13,9 @@
  * After that nothing of this mount is left for another server to recover or fence, and
  * the same devices and slot can be mounted again at once.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,33 +467,34 @@ static bool pid_file_stale(const char *path)
  */
 static void sweep_stale_run_files(void)
 {
-	char path[PATH_MAX];
-	struct dirent *de;
+	char pattern[PATH_MAX];
+	char sock[PATH_MAX];
 	struct stat st;
 	size_t len;
-	DIR *dir;
+	glob_t g;
 
-	dir = opendir(run_dir());
-	if (!dir)
-		return;
-	while ((de = readdir(dir))) {
-		len = strlen(de->d_name);
-		if (strncmp(de->d_name, "rid-", 4) != 0 || len < 5)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", run_dir(), de->d_name);
-		if (len > 4 && strcmp(de->d_name + len - 4, ".pid") == 0 && pid_file_stale(path)) {
+	snprintf(pattern, sizeof(pattern), "%s/rid-*.pid", run_dir());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			if (!pid_file_stale(g.gl_pathv[i]))
+				continue;
 			log_info("removing %s and its control socket: that daemon no longer runs",
-				 path);
-			snprintf(path + strlen(path) - 4, 6, ".sock");
-			unlink(path);
-			snprintf(path + strlen(path) - 5, 5, ".pid");
-			unlink(path);
-		} else if (len > 5 && strcmp(de->d_name + len - 5, ".exit") == 0 &&
-			   stat(path, &st) == 0 && st.st_mtime + 86400 < time(NULL)) {
-			unlink(path);
+				 g.gl_pathv[i]);
+			len = strlen(g.gl_pathv[i]) - strlen(".pid");
+			snprintf(sock, sizeof(sock), "%.*s.sock", (int)len, g.gl_pathv[i]);
+			unlink(sock);
+			unlink(g.gl_pathv[i]);
 		}
+		globfree(&g);
 	}
-	closedir(dir);
+	snprintf(pattern, sizeof(pattern), "%s/rid-*.exit", run_dir());
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			if (stat(g.gl_pathv[i], &st) == 0 && st.st_mtime + 86400 < time(NULL))
+				unlink(g.gl_pathv[i]);
+		}
+		globfree(&g);
+	}
 }
 
 int mount_control_start(struct mount *m, char *why, size_t why_len)

@@ -548,10 +548,20 @@ out:
 	return ret;
 }
 
+/* the rid of the block's mount if it began and did not end cleanly (crashed or running), or 0 */
+static u64 unclean_rid(const struct scoutfs_quorum_block *blk)
+{
+	const struct scoutfs_quorum_block_event *ev = blk->events;
+
+	if (le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].write_nr) >
+	    le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_END].write_nr))
+		return le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].rid);
+	return 0;
+}
+
 int quorum_slot_unclean_rid(struct dev *meta_dev, u64 fsid,
 			    const struct scoutfs_quorum_config *qconf, int slot, u64 *rid)
 {
-	const struct scoutfs_quorum_block_event *ev;
 	struct scoutfs_quorum_block *blks;
 	int ret;
 
@@ -562,12 +572,8 @@ int quorum_slot_unclean_rid(struct dev *meta_dev, u64 fsid,
 	if (!blks)
 		return -ENOMEM;
 	ret = read_all_blocks(meta_dev, fsid, qconf, blks);
-	if (ret == 0) {
-		ev = blks[slot].events;
-		if (le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].write_nr) >
-		    le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_END].write_nr))
-			*rid = le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].rid);
-	}
+	if (ret == 0)
+		*rid = unclean_rid(&blks[slot]);
 	free(blks);
 	return ret;
 }
@@ -576,7 +582,6 @@ int quorum_any_agent_running(struct dev *meta_dev, u64 fsid,
                              const struct scoutfs_quorum_config *qconf, bool *running)
 {
 	struct scoutfs_quorum_block *blks;
-	const struct scoutfs_quorum_block_event *ev;
 	int ret;
 
 	*running = false;
@@ -588,11 +593,7 @@ int quorum_any_agent_running(struct dev *meta_dev, u64 fsid,
 		goto out;
 
 	for (int i = 0; i < SCOUTFS_QUORUM_MAX_SLOTS; i++) {
-		if (!quorum_slot_present(qconf, i))
-			continue;
-		ev = blks[i].events;
-		if (le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].write_nr) >
-		    le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_END].write_nr))
+		if (quorum_slot_present(qconf, i) && unclean_rid(&blks[i]))
 			*running = true;
 	}
 out:
@@ -603,8 +604,8 @@ out:
 /* the term an agent starts from: the greatest term any mount recorded in any slot */
 static int read_start_term(struct quorum *q, u64 *term)
 {
-	const struct scoutfs_quorum_block_event *ev;
 	struct scoutfs_quorum_block *blks;
+	u64 crashed;
 	int ret;
 
 	*term = 0;
@@ -623,13 +624,11 @@ static int read_start_term(struct quorum *q, u64 *term)
 	}
 
 	/* a crash looks the same as a mount elsewhere still using the slot; say which */
-	ev = blks[q->slot_nr].events;
-	if (le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].write_nr) >
-	    le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_END].write_nr))
+	crashed = unclean_rid(&blks[q->slot_nr]);
+	if (crashed)
 		log_info("quorum slot %d: its previous mount (rid %016llx) did not shut down "
 		         "cleanly",
-		         q->slot_nr,
-		         (unsigned long long)le64_to_cpu(ev[SCOUTFS_QUORUM_EVENT_BEGIN].rid));
+		         q->slot_nr, (unsigned long long)crashed);
 out:
 	free(blks);
 	return ret;
