@@ -235,6 +235,8 @@ def stream(b):
                 v = res["ops"] / res["secs"]
             t.add(workload, unit, tgt.name, v, res["disturbed"])
 
+        if device:
+            tgt.fresh()
         measure("write 1 MiB seq (+fsync)", "MiB/s", "seqwrite", path, "-b", size)
         tgt.cold()
         measure("read 1 MiB seq, cold", "MiB/s", "seqread", path, "-b", size)
@@ -256,7 +258,9 @@ def stream(b):
     dev = b.targets.get("device")
     t.note("device: a sparse file like the data device, " +
            ("O_DIRECT" if dev is None or dev.direct else "buffered (no O_DIRECT here)") +
-           ", written from offset 0 without truncating; the others are buffered files")
+           ", made again before each round's sequential write (scoutfs writes every round's "
+           "file to blocks of its data device never written before), written from offset 0; "
+           "the others are buffered files")
     t.note("cold: syncfs of the target, then echo 3 > /proc/sys/vm/drop_caches; random I/O "
            f"runs {secs} s per workload, writes are timed through a final fsync")
     return t

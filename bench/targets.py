@@ -334,7 +334,7 @@ class DeviceTarget(Target):
         self.direct = False
 
     def start(self):
-        run(["truncate", "-s", str(self.size), self.path])
+        self.fresh()
         try:
             os.close(os.open(self.path, os.O_RDONLY | os.O_DIRECT))
             self.direct = True
@@ -346,6 +346,14 @@ class DeviceTarget(Target):
             os.unlink(self.path)
         except OSError:
             pass
+
+    def fresh(self):
+        """Start again from a sparse file with no blocks.  scoutfs's allocator gives each
+        round's file blocks of its data device that were never written (a sparse file's
+        holes, which the backing filesystem must allocate as they are written), so each of
+        the device's rounds writes holes too, rather than overwriting the last round's."""
+        self.stop()
+        run(["truncate", "-s", str(self.size), self.path])
 
     def cold(self):
         drop_caches([self.work.dir])

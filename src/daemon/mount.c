@@ -40,8 +40,13 @@
 #include "util/log.h"
 #include "util/util.h"
 
-/* the mount's readahead: as large as the largest FUSE request (max_write, 1 MiB) */
-#define MOUNT_READ_AHEAD_KB 1024
+/*
+ * The mount's readahead: several of the largest FUSE requests (1 MiB), so that a stream's
+ * reads arrive as 1 MiB requests, a few at a time, which the daemon's threads read from the
+ * device in parallel (4 MiB read a 1 GiB file 15-20% faster than 1 MiB here; 8 MiB and more
+ * no faster).
+ */
+#define MOUNT_READ_AHEAD_KB 4096
 
 volatile int mount_interrupted;
 volatile int mount_forced;

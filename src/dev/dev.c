@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dev/dev.h"
+#include "dev/dev_int.h"
 #include "util/counters.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -31,32 +32,6 @@ COUNTER_DEFINE(dev_flush);
 COUNTER_DEFINE(dev_flush_clean);
 COUNTER_DEFINE(dev_io_error);
 COUNTER_DEFINE(dev_fault_injected);
-
-struct dev_fault_state {
-	struct dev_fault_rule rule;
-	uint64_t seen;
-	uint64_t hits;
-	bool armed;
-};
-
-struct dev {
-	int fd;
-	char *path;
-	uint64_t size;
-	bool direct;
-	bool shutdown;
-	int oflags;
-	struct stat st;
-	pthread_mutex_t fault_lock;
-	struct dev_fault_state faults[2];
-	/*
-	 * Counted after every write that may have reached the device (even a failed one) and
-	 * remembered by each flush as what it covered: a flush with nothing new to cover
-	 * returns at once (commits flush the data device whether or not they wrote data).
-	 */
-	_Atomic uint64_t write_gen;
-	_Atomic uint64_t flushed_gen;
-};
 
 static int open_fd(const char *path, int oflags, bool try_direct, bool *direct)
 {
@@ -88,6 +63,7 @@ int dev_open(const char *path, int flags, struct dev **dev_ret)
 		return -ENOMEM;
 	dev->fd = -1;
 	pthread_mutex_init(&dev->fault_lock, NULL);
+	dev_wb_init(dev);
 	dev->path = strdup(path);
 	if (!dev->path) {
 		ret = -ENOMEM;
@@ -134,6 +110,7 @@ void dev_close(struct dev *dev)
 {
 	if (!dev)
 		return;
+	dev_wb_destroy(dev);
 	if (dev->fd >= 0)
 		close(dev->fd);
 	pthread_mutex_destroy(&dev->fault_lock);
@@ -287,7 +264,7 @@ void dev_shutdown(struct dev *dev)
 	__atomic_store_n(&dev->shutdown, true, __ATOMIC_SEQ_CST);
 }
 
-static bool is_shutdown(struct dev *dev)
+bool dev_is_shutdown(struct dev *dev)
 {
 	return __atomic_load_n(&dev->shutdown, __ATOMIC_SEQ_CST);
 }
@@ -348,7 +325,7 @@ uint64_t dev_fault_hits(struct dev *dev, enum dev_fault_op op)
 	return hits;
 }
 
-static int io_error(struct dev *dev, const char *what, size_t len, uint64_t off, int err)
+int dev_io_error(struct dev *dev, const char *what, size_t len, uint64_t off, int err)
 {
 	counter_inc(dev_io_error);
 	log_err("%s of %zu bytes at offset %llu on %s failed: %s", what, len,
@@ -362,20 +339,23 @@ int dev_read(struct dev *dev, void *buf, size_t len, uint64_t off)
 	size_t done = 0;
 	ssize_t ret;
 
-	if (is_shutdown(dev))
+	if (dev_is_shutdown(dev))
 		return -ENOLINK;
 	if (off + len > dev->size || off + len < off)
-		return io_error(dev, "read", len, off, -EIO);
+		return dev_io_error(dev, "read", len, off, -EIO);
+	ret = dev_wb_read(dev, buf, len, off);
+	if (ret != 0)
+		return ret < 0 ? (int)ret : 0;
 
 	while (done < len) {
 		ret = pread(dev->fd, p + done, len - done, off + done);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
-			return io_error(dev, "read", len, off, -errno);
+			return dev_io_error(dev, "read", len, off, -errno);
 		}
 		if (ret == 0)
-			return io_error(dev, "read", len, off, -EIO);
+			return dev_io_error(dev, "read", len, off, -EIO);
 		done += ret;
 	}
 	counter_add(dev_read_bytes, len);
@@ -401,20 +381,20 @@ static int write_all(struct dev *dev, const char *p, size_t len, uint64_t off)
 	return 0;
 }
 
-int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
+int dev_write_now(struct dev *dev, const void *buf, size_t len, uint64_t off)
 {
 	enum dev_fault_action action;
 	size_t torn;
 	int ret;
 
-	if (is_shutdown(dev))
+	if (dev_is_shutdown(dev))
 		return -ENOLINK;
 	if (off + len > dev->size || off + len < off)
-		return io_error(dev, "write", len, off, -EIO);
+		return dev_io_error(dev, "write", len, off, -EIO);
 
 	action = fault_check(dev, DEV_FAULT_OP_WRITE, len);
 	if (action == DEV_FAULT_FAIL)
-		return io_error(dev, "injected failed write", len, off, -EIO);
+		return dev_io_error(dev, "injected failed write", len, off, -EIO);
 	if (action == DEV_FAULT_TEAR) {
 		/* keep whole sectors so direct I/O stays aligned: at least one, never all */
 		torn = len > DEV_ALIGN ? ROUND_DOWN(len / 2, DEV_ALIGN) : 0;
@@ -422,35 +402,48 @@ int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
 			ret = write_all(dev, buf, torn, off);
 			atomic_fetch_add(&dev->write_gen, 1);
 			if (ret < 0)
-				return io_error(dev, "write", torn, off, ret);
+				return dev_io_error(dev, "write", torn, off, ret);
 		}
-		return io_error(dev, "injected torn write", len, off, -EIO);
+		return dev_io_error(dev, "injected torn write", len, off, -EIO);
 	}
 
 	ret = write_all(dev, buf, len, off);
 	atomic_fetch_add(&dev->write_gen, 1);
 	if (ret < 0)
-		return io_error(dev, "write", len, off, ret);
+		return dev_io_error(dev, "write", len, off, ret);
 	counter_add(dev_write_bytes, len);
 	return 0;
 }
 
+int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
+{
+	if (dev_is_shutdown(dev))
+		return -ENOLINK;
+	dev_wb_wait_overlap(dev, len, off);
+	return dev_write_now(dev, buf, len, off);
+}
+
 int dev_flush(struct dev *dev)
 {
-	uint64_t gen = atomic_load(&dev->write_gen);
+	uint64_t gen;
 	uint64_t flushed;
+	int err;
 
-	if (is_shutdown(dev))
+	if (dev_is_shutdown(dev))
 		return -ENOLINK;
+	err = dev_wait_queued(dev);
+	if (err < 0)
+		return err;
+	gen = atomic_load(&dev->write_gen);
 	if (gen == atomic_load(&dev->flushed_gen)) {
 		counter_inc(dev_flush_clean);
 		return 0;
 	}
 	if (fault_check(dev, DEV_FAULT_OP_FLUSH, 0) != DEV_FAULT_PASS)
-		return io_error(dev, "injected failed flush", 0, 0, -EIO);
+		return dev_io_error(dev, "injected failed flush", 0, 0, -EIO);
 	counter_inc(dev_flush);
 	if (fdatasync(dev->fd) < 0)
-		return io_error(dev, "flush", 0, 0, -errno);
+		return dev_io_error(dev, "flush", 0, 0, -errno);
 	/* writes counted before it started are durable; later ones need another flush */
 	flushed = atomic_load(&dev->flushed_gen);
 	while (flushed < gen && !atomic_compare_exchange_weak(&dev->flushed_gen, &flushed, gen))

@@ -61,6 +61,49 @@ void dev_shutdown(struct dev *dev);
 void *dev_alloc_buf(size_t len);
 
 /* -------------------------------------------------------------------------------------- */
+/*
+ * Write-behind: a write handed to the device's writer thread, so that the caller can go on
+ * (answer the program that wrote) while the device writes.  The queue is one FIFO per
+ * device, so writes of the same blocks reach the device in the order they were queued.
+ * The device keeps every reader and writer of this process coherent with the queue:
+ * dev_read() returns queued data (from the queued buffer, or after waiting for it),
+ * dev_write() waits for queued writes of the blocks it overwrites, and dev_flush() waits
+ * for everything queued before it flushes, so a commit's flush still orders file data
+ * before the metadata that maps it.
+ *
+ * A queued write that fails is logged and remembered by its tag (callers use the inode
+ * number) until dev_take_write_error() asks, which is how fsync reports it.  A write of
+ * DEV_WB_FRESH blocks (blocks that held no data of the file: new or preallocated) that
+ * fails is followed by writing zeros over them, so that they never show what another file
+ * left there; if that fails too, dev_flush() -- and so every commit -- fails until the
+ * zeroing succeeds, and dev_read() of them fails with EIO.
+ */
+struct dev_wbuf;
+
+enum dev_wb_flags {
+	DEV_WB_FRESH = 1 << 0,
+};
+
+/*
+ * A buffer of at least len bytes (aligned) for queued writes.  Waits while the buffers in
+ * use hold more than the queue's budget, which is what paces a writer to the device.
+ */
+struct dev_wbuf *dev_wbuf_get(struct dev *dev, size_t len);
+char *dev_wbuf_data(struct dev_wbuf *wbuf);
+/* drop the caller's reference; the buffer is reused when its queued writes are done */
+void dev_wbuf_put(struct dev_wbuf *wbuf);
+/* queue a write of len bytes from wbuf's data + buf_off to off */
+int dev_write_behind(struct dev *dev, struct dev_wbuf *wbuf, size_t buf_off, size_t len,
+		     uint64_t off, uint64_t tag, unsigned int flags);
+/*
+ * Wait until every write queued so far is on the device or has failed (dev_flush() does
+ * this first); -EIO while failed fresh blocks are not zeroed.
+ */
+int dev_wait_queued(struct dev *dev);
+/* whether a queued write with this tag failed since the last call; forgets it */
+bool dev_take_write_error(struct dev *dev, uint64_t tag);
+
+/* -------------------------------------------------------------------------------------- */
 /* fault injection */
 
 enum dev_fault_op {

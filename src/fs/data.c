@@ -30,9 +30,11 @@
  *
  * The data device is opened with O_DIRECT, so transfers use aligned buffers covering whole
  * 4 KiB blocks.  Reads land straight in the caller's aligned buffer; writes copy into a
- * bounce buffer, reading only the partial first and last blocks first.  The bytes past EOF
- * in a file's last block are always zero (truncate and punch zero them), which is what lets
- * a later extension read zeros there.
+ * write-behind buffer of the device (reading only the partial first and last blocks
+ * first) and are queued: the write returns once its extents are mapped, while the device's
+ * writer thread writes (dev.h says how reads, flushes and errors stay right).  The bytes
+ * past EOF in a file's last block are always zero (truncate and punch zero them), which is
+ * what lets a later extension read zeros there.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -430,13 +432,26 @@ static int pass_end(struct fs_change *chg, struct fs_inode *fi, int err)
 	return err ? err : wret;
 }
 
+/*
+ * Data writes are queued (dev.h): the flush, or the commit's flush, waits for them, and a
+ * queued write of this file that failed is the EIO that fsync reports, as a local
+ * filesystem reports a failed writeback.
+ */
 int fs_fsync(struct fs_info *fs, u64 ino, bool datasync)
 {
+	int err;
+
 	if (datasync && atomic_load(&fs->layout_seqs[data_bucket(ino)]) < trans_seq(fs->ti)) {
 		counter_inc(data_fdatasync_flush);
-		return dev_flush(fs->data_dev);
+		err = dev_flush(fs->data_dev);
+	} else {
+		err = trans_sync(fs->ti);
+		if (err == 0)
+			err = dev_wait_queued(fs->data_dev);
 	}
-	return trans_sync(fs->ti);
+	if (dev_take_write_error(fs->data_dev, ino))
+		return -EIO;
+	return err;
 }
 
 /* the contents changed: new mtime, ctime, data_version and (at write) data_seq */
@@ -618,6 +633,24 @@ static int prealloc_window(struct fs_info *fs, struct data_ext *de, u64 blk, u64
 	return 0;
 }
 
+/* where the blocks of a write come from: a queued-write buffer, from off on */
+struct write_src {
+	struct dev_wbuf *wbuf;
+	size_t off;
+};
+
+/*
+ * Queue the write of nr blocks from src to physical block phys.  Fresh blocks (new or
+ * preallocated) are zeroed by the device if the write fails, so that they never show what
+ * a deleted file left in them.
+ */
+static int queue_write(struct fs_info *fs, struct data_ext *de, const struct write_src *src,
+                       u64 nr, u64 phys, bool fresh)
+{
+	return dev_write_behind(fs->data_dev, src->wbuf, src->off, nr << FS_BLOCK_SHIFT,
+	                        phys << FS_BLOCK_SHIFT, de->ino, fresh ? DEV_WB_FRESH : 0);
+}
+
 /*
  * Allocate blocks for a write of [blk, run_end] into a hole (or an unmapped offline
  * extent), write buf's blocks into them and map them; the rest of what was allocated is
@@ -625,7 +658,8 @@ static int prealloc_window(struct fs_info *fs, struct data_ext *de, u64 blk, u64
  * may return fewer than asked).
  */
 static int write_into_hole(struct fs_info *fs, struct data_ext *de, u64 blk, u64 run_end,
-                           const struct fs_ext *unmapped, const char *buf, u64 *written)
+                           const struct fs_ext *unmapped, const struct write_src *src,
+                           u64 *written)
 {
 	struct alloc_extent a;
 	struct prealloc pw;
@@ -645,7 +679,7 @@ static int write_into_hole(struct fs_info *fs, struct data_ext *de, u64 blk, u64
 	counter_add(data_alloc_blocks, a.len);
 	counter_add(data_prealloc_blocks, a.len - n);
 
-	err = dev_write(fs->data_dev, buf, n << FS_BLOCK_SHIFT, phys << FS_BLOCK_SHIFT);
+	err = queue_write(fs, de, src, n, phys, true);
 	if (err < 0) {
 		trans_free_data(fs->ti, a.start, a.len);
 		return err;
@@ -675,8 +709,8 @@ static int write_into_hole(struct fs_info *fs, struct data_ext *de, u64 blk, u64
  * Returns with *done blocks written; -ENOBUFS (after writing some, perhaps) when the
  * transaction's data allocator must be refilled by a commit.
  */
-static int write_blocks(struct fs_info *fs, struct data_ext *de, u64 blk, u64 last, const char *buf,
-                        u64 *done)
+static int write_blocks(struct fs_info *fs, struct data_ext *de, u64 blk, u64 last,
+                        struct write_src src, u64 *done)
 {
 	struct fs_ext ext;
 	bool have;
@@ -693,13 +727,11 @@ static int write_blocks(struct fs_info *fs, struct data_ext *de, u64 blk, u64 la
 		if (have && fs_ext_written(&ext)) {
 			/* overwrite in place */
 			n = min_t(u64, fs_ext_end(&ext), last) - blk + 1;
-			err = dev_write(fs->data_dev, buf, n << FS_BLOCK_SHIFT,
-			                (ext.map + (blk - ext.start)) << FS_BLOCK_SHIFT);
+			err = queue_write(fs, de, &src, n, ext.map + (blk - ext.start), false);
 		} else if (have && ext.map) {
 			/* preallocated (unwritten) blocks become data as they're written */
 			n = min_t(u64, fs_ext_end(&ext), last) - blk + 1;
-			err = dev_write(fs->data_dev, buf, n << FS_BLOCK_SHIFT,
-			                (ext.map + (blk - ext.start)) << FS_BLOCK_SHIFT);
+			err = queue_write(fs, de, &src, n, ext.map + (blk - ext.start), true);
 			if (err == 0)
 				err = ext_set(de, blk, n, ext.map + (blk - ext.start), 0);
 			counter_add(data_unwritten_converted, n);
@@ -711,11 +743,11 @@ static int write_blocks(struct fs_info *fs, struct data_ext *de, u64 blk, u64 la
 				run_end = min_t(u64, ext.start - 1, last);
 			else
 				run_end = last;
-			err = write_into_hole(fs, de, blk, run_end, have ? &ext : NULL, buf, &n);
+			err = write_into_hole(fs, de, blk, run_end, have ? &ext : NULL, &src, &n);
 		}
 		if (err < 0)
 			return err;
-		buf += n << FS_BLOCK_SHIFT;
+		src.off += n << FS_BLOCK_SHIFT;
 		blk += n;
 		*done += n;
 	}
@@ -766,6 +798,7 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 	u64 first, last, blk, done, end;
 	bool committed = false;
 	size_t written = 0;
+	struct dev_wbuf *wbuf = NULL;
 	char *bounce;
 	ssize_t ret;
 
@@ -789,11 +822,12 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 
 	first = off >> FS_BLOCK_SHIFT;
 	last = (off + len - 1) >> FS_BLOCK_SHIFT;
-	bounce = get_bounce(last - first + 1);
-	if (!bounce) {
+	wbuf = dev_wbuf_get(fs->data_dev, (last - first + 1) << FS_BLOCK_SHIFT);
+	if (!wbuf) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	bounce = dev_wbuf_data(wbuf);
 	de = data_ext_of(fs, &fi);
 	ret = read_write_edges(fs, &de, off, len, bounce);
 	if (ret < 0)
@@ -809,8 +843,8 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 		/* a write clears set-id bits as on local filesystems (see fs_inode_kill_suid) */
 		if (blk == first && fs_inode_kill_suid(cred, &fi.si))
 			fi.dirty = true;
-		ret = write_blocks(fs, &de, blk, last, bounce + ((blk - first) << FS_BLOCK_SHIFT),
-		                   &done);
+		ret = write_blocks(fs, &de, blk, last,
+		                   (struct write_src){ wbuf, (blk - first) << FS_BLOCK_SHIFT }, &done);
 		if (done) {
 			end = min_t(u64, off + len, (blk + done) << FS_BLOCK_SHIFT);
 			if (end > le64_to_cpu(fi.si.size)) {
@@ -844,6 +878,7 @@ ssize_t fs_write(struct fs_info *fs, const struct fs_cred *cred, u64 ino, u64 of
 	if (ret > 0)
 		counter_add(data_write_bytes, (u64)ret);
 out:
+	dev_wbuf_put(wbuf);
 	data_end(fs, cred, &fi, true);
 	return ret;
 }

@@ -2,7 +2,9 @@
 Crash consistency: a daemon killed with SIGKILL at any moment loses nothing that was
 fsynced, and the filesystem checks clean; failed and torn metadata writes never corrupt it.
 """
+import errno
 import hashlib
+import mmap
 import os
 import random
 import socket
@@ -40,6 +42,11 @@ def verify_log(mnt, log_path):
 
 # a soak (SCOUTFS_CRASH_ITERS=1000) may run for hours: each kill gets its own share of time
 @pytest.mark.timeout(120 + ITERS * 60)
+def assert_reads(path, data):
+    with open(path, "rb") as f:
+        assert f.read() == data, path
+
+
 def test_kill_at_random_moments(fs):
     fs.start_fenced()
     log_path = os.path.join(fs.dir, "fsynced.log")
@@ -88,22 +95,19 @@ def test_failed_commit_writes_are_retried(mounted, fault):
         f.write(b"d" * 100000)
         os.fsync(f.fileno())
     run(scoutfs_cmd("sync", "-p", m))
-    with open(f"{m}/during", "rb") as f:
-        assert f.read() == b"d" * 100000
+    assert_reads(f"{m}/during", b"d" * 100000)
     assert "transaction commit failed" in fs.mounts[0].log()
     fs.umount(0)
     fs.assert_clean()
     fs.mount(0)
-    with open(f"{m}/before", "rb") as f:
-        assert f.read() == b"b" * 100000
-    with open(f"{m}/during", "rb") as f:
-        assert f.read() == b"d" * 100000
+    assert_reads(f"{m}/before", b"b" * 100000)
+    assert_reads(f"{m}/during", b"d" * 100000)
 
 
 @pytest.mark.parametrize("action", ["fail", "tear"])
 def test_failed_data_write_is_an_error_and_leaks_nothing(mounted, action):
-    """File data goes to the data device when it is written: a failed write is EIO to the
-    writer, and the blocks it had allocated are not lost or half-owned."""
+    """File data is queued for the data device as it is written: a failed write is EIO to
+    the writer's fsync, and the blocks it had allocated are not lost or half-owned."""
     fs = mounted
     m = fs.mounts[0].path
     with open(f"{m}/old", "wb") as f:
@@ -125,6 +129,75 @@ def test_failed_data_write_is_an_error_and_leaks_nothing(mounted, action):
             assert f.read() == byte * 300000, name
 
 
+def wb_counters(m):
+    out = run(scoutfs_cmd("counters", "-p", m)).stdout
+    return {k: int(v) for k, v in (l.split() for l in out.splitlines()) if k.startswith("dev_wb")}
+
+
+def test_torn_queued_write_leaves_zeros_not_half_a_write(mounted):
+    """Data writes are queued and written behind the program's back: a torn one is reported
+    by fsync, and its new blocks are zeroed, so the file reads zeros there rather than a
+    prefix of the write followed by whatever the blocks held."""
+    fs = mounted
+    m = fs.mounts[0].path
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "1", "--min-bytes", "65536", "data", "write",
+                    "tear"))
+    fd = os.open(f"{m}/f", os.O_RDWR | os.O_CREAT | os.O_DIRECT)
+    buf = mmap.mmap(-1, 1 << 20)
+    buf.write(b"n" * (1 << 20))
+    try:
+        assert os.pwrite(fd, buf, 0) == 1 << 20   # queued: the write itself succeeds
+        with pytest.raises(OSError) as e:
+            os.fsync(fd)
+        assert e.value.errno == errno.EIO
+        os.fsync(fd)                              # reported once, like a failed writeback
+    finally:
+        os.close(fd)
+    run(scoutfs_cmd("inject-fault", "-p", m, "data", "write", "clear"))
+    c = wb_counters(m)
+    assert c["dev_wb_errors"] == 1 and c["dev_wb_zeroed"] == 1, c
+    assert_reads(f"{m}/f", b"\0" * (1 << 20))
+    fs.umount(0)
+    fs.assert_clean()
+
+
+def test_failed_zeroing_holds_commits_until_it_succeeds(mounted):
+    """When zeroing a failed write's new blocks fails too, the blocks read as EIO and no
+    commit may write the metadata that maps them; once the device works again the next
+    commit zeroes them and the file reads zeros."""
+    fs = mounted
+    m = fs.mounts[0].path
+    with open(f"{m}/before", "wb") as f:
+        f.write(b"b" * 100000)
+    run(scoutfs_cmd("sync", "-p", m))
+    run(scoutfs_cmd("inject-fault", "-p", m, "-c", "0", "data", "write", "fail"))
+    fd = os.open(f"{m}/f", os.O_RDWR | os.O_CREAT | os.O_DIRECT)
+    buf = mmap.mmap(-1, 1 << 20)
+    buf.write(b"n" * (1 << 20))
+    try:
+        assert os.pwrite(fd, buf, 0) == 1 << 20
+        with pytest.raises(OSError) as e:
+            os.fsync(fd)
+        assert e.value.errno == errno.EIO
+        with pytest.raises(OSError) as e:
+            os.preadv(fd, [buf], 0)
+        assert e.value.errno == errno.EIO
+        r = run(scoutfs_cmd("sync", "-p", m), check=False)
+        assert r.returncode != 0
+        run(scoutfs_cmd("inject-fault", "-p", m, "data", "write", "clear"))
+        run(scoutfs_cmd("sync", "-p", m))
+        assert os.preadv(fd, [buf], 0) == 1 << 20
+        assert buf[:] == b"\0" * (1 << 20)
+    finally:
+        os.close(fd)
+    assert wb_counters(m)["dev_wb_zeroed"] == 1
+    fs.umount(0)
+    fs.assert_clean()
+    fs.mount(0)
+    assert_reads(f"{m}/before", b"b" * 100000)
+    assert_reads(f"{m}/f", b"\0" * (1 << 20))
+
+
 def test_lasting_failure_reports_eio_then_recovers(mounted):
     fs = mounted
     m = fs.mounts[0].path
@@ -139,8 +212,7 @@ def test_lasting_failure_reports_eio_then_recovers(mounted):
     fs.umount(0)
     fs.assert_clean()
     fs.mount(0)
-    with open(f"{m}/f", "rb") as f:
-        assert f.read() == b"f" * 10000
+    assert_reads(f"{m}/f", b"f" * 10000)
 
 
 def test_crash_while_commits_fail(mounted):
@@ -156,8 +228,7 @@ def test_crash_while_commits_fail(mounted):
     time.sleep(0.5)
     fs.kill(0)
     fs.mount(0)
-    with open(f"{m}/safe", "rb") as f:
-        assert f.read() == b"s" * 50000
+    assert_reads(f"{m}/safe", b"s" * 50000)
     fs.umount(0)
     fs.assert_clean()
 
