@@ -78,6 +78,11 @@ def parse_args(argv):
                         "attribute timeouts scoutfs gives the kernel)")
     p.add_argument("--meta-size", default="16G", help="scoutfs metadata device (sparse file)")
     p.add_argument("--data-size", default="16G", help="scoutfs data device (sparse file)")
+    p.add_argument("--prefill", action="store_true",
+                   help="write the scoutfs data device and the device baseline full of zeros "
+                        "before measuring, as a block device is: the backing filesystem then "
+                        "allocates nothing during the runs (scoutfs and device targets; with "
+                        "a smaller --data-size, such as 4G, to keep the fill short)")
     g = p.add_argument_group("sizes (defaults: full run / --quick)")
     for name, (full, quick, meaning) in DEFAULTS.items():
         g.add_argument("--" + name.replace("_", "-"), default=None, metavar="N",
@@ -148,7 +153,9 @@ def header(args, work):
         f"libfuse {capture(['pkg-config', '--modversion', 'fuse3'])}, load average {load}",
         f"# backing filesystem: {backing}; work directory {work.dir}",
         f"# scoutfs: mkfs -A -f -Q 0,127.0.0.1,PORT on sparse files (meta {args.meta_size}, "
-        f"data {args.data_size_bytes >> 30}G), default mount options, slot 0",
+        f"data {args.data_size_bytes >> 30}G" +
+        (", written full before mkfs (--prefill)" if args.prefill else "") +
+        "), default mount options, slot 0",
         f"# passthrough: libfuse's passthrough_ll example -o {args.passthrough_opts} "
         "(multithreaded loop), over a directory of the backing filesystem",
         f"# sizes: {sizes}",
@@ -158,13 +165,13 @@ def header(args, work):
 def make_target_factory(args, work, pt_binary):
     def make(name):
         if name == "scoutfs":
-            return targets.ScoutTarget(work, args.meta_size, args.data_size)
+            return targets.ScoutTarget(work, args.meta_size, args.data_size, args.prefill)
         if name == "backing":
             return targets.BackingTarget(work)
         if name == "passthrough":
             return targets.PassthroughTarget(work, pt_binary(), args.passthrough_opts)
         if name == "device":
-            return targets.DeviceTarget(work, args.data_size_bytes)
+            return targets.DeviceTarget(work, args.data_size_bytes, args.prefill)
         raise ValueError(name)
     return make
 

@@ -256,11 +256,14 @@ def stream(b):
 
     run_rounds(b, t, cols, body)
     dev = b.targets.get("device")
+    if dev is not None and dev.prefill:
+        how = ", both it and the scoutfs data device written full before measuring (--prefill)"
+    else:
+        how = (", made again before each round's sequential write (scoutfs writes every "
+               "round's file to blocks of its data device never written before)")
     t.note("device: a sparse file like the data device, " +
            ("O_DIRECT" if dev is None or dev.direct else "buffered (no O_DIRECT here)") +
-           ", made again before each round's sequential write (scoutfs writes every round's "
-           "file to blocks of its data device never written before), written from offset 0; "
-           "the others are buffered files")
+           how + ", written from offset 0; the others are buffered files")
     t.note("cold: syncfs of the target, then echo 3 > /proc/sys/vm/drop_caches; random I/O "
            f"runs {secs} s per workload, writes are timed through a final fsync")
     return t

@@ -111,6 +111,14 @@ def kill_and_reap(proc, timeout=10):
         pass
 
 
+def fill_file(path, nbytes):
+    """Write a file full of zeros (4 MiB O_DIRECT writes), so that its blocks are allocated
+    and written, as a block device's are."""
+    mib4 = 4 << 20
+    run(["dd", "if=/dev/zero", f"of={path}", f"bs={mib4}", f"count={nbytes // mib4}",
+         "oflag=direct", "conv=notrunc", "status=none"], timeout=600 + nbytes // (20 << 20))
+
+
 def drop_caches(paths):
     """Write back what the targets hold dirty (syncfs of each, not a global sync, which would
     also wait for every other FUSE mount on this shared machine) and drop the kernel's clean
@@ -327,14 +335,18 @@ class DeviceTarget(Target):
     device layer does it: O_DIRECT if the backing filesystem allows it."""
     name = "device"
 
-    def __init__(self, work, size):
+    def __init__(self, work, size, prefill=False):
         super().__init__(work)
         self.size = size
+        self.prefill = prefill
         self.path = work.path("device-baseline")
         self.direct = False
 
     def start(self):
-        self.fresh()
+        self.stop()
+        run(["truncate", "-s", str(self.size), self.path])
+        if self.prefill:
+            fill_file(self.path, self.size)
         try:
             os.close(os.open(self.path, os.O_RDONLY | os.O_DIRECT))
             self.direct = True
@@ -351,7 +363,10 @@ class DeviceTarget(Target):
         """Start again from a sparse file with no blocks.  scoutfs's allocator gives each
         round's file blocks of its data device that were never written (a sparse file's
         holes, which the backing filesystem must allocate as they are written), so each of
-        the device's rounds writes holes too, rather than overwriting the last round's."""
+        the device's rounds writes holes too, rather than overwriting the last round's.
+        Prefilled, both devices are written full once and nothing is made again."""
+        if self.prefill:
+            return
         self.stop()
         run(["truncate", "-s", str(self.size), self.path])
 
@@ -363,7 +378,7 @@ class ScoutCluster:
     """A scoutfs filesystem of the harness with some mounts; mount 0 is quorum slot 0 (or one
     of nr_slots members) and the others mount without a slot."""
 
-    def __init__(self, work, name, meta_size, data_size, nr_slots=1):
+    def __init__(self, work, name, meta_size, data_size, nr_slots=1, prefill=False):
         self.work = work
         self.dir = work.path(name)
         os.makedirs(self.dir, exist_ok=True)
@@ -372,6 +387,8 @@ class ScoutCluster:
                                   data_size=data_size, hb_ms=10000)
         self.torn_down = False
         self.work.on_cleanup(self.teardown)
+        if prefill:
+            fill_file(self.fs.data, os.path.getsize(self.fs.data))
         self.fs.mkfs()
 
     def mount(self, index, opts=""):
@@ -454,14 +471,16 @@ class ScoutTarget(Target):
     name = "scoutfs"
     remount_how = "umount and mount again, then drop_caches"
 
-    def __init__(self, work, meta_size, data_size):
+    def __init__(self, work, meta_size, data_size, prefill=False):
         super().__init__(work)
         self.meta_size = meta_size
         self.data_size = data_size
+        self.prefill = prefill
         self.cluster = None
 
     def start(self):
-        self.cluster = ScoutCluster(self.work, "scoutfs", self.meta_size, self.data_size)
+        self.cluster = ScoutCluster(self.work, "scoutfs", self.meta_size, self.data_size,
+                                    prefill=self.prefill)
         self.path = self.cluster.mount(0)
 
     def stop(self):
