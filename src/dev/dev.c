@@ -262,6 +262,7 @@ bool dev_overlaps(struct dev *a, struct dev *b, char *why, size_t why_len)
 void dev_shutdown(struct dev *dev)
 {
 	__atomic_store_n(&dev->shutdown, true, __ATOMIC_SEQ_CST);
+	dev_wb_shutdown(dev);
 }
 
 bool dev_is_shutdown(struct dev *dev)
@@ -417,10 +418,15 @@ int dev_write_now(struct dev *dev, const void *buf, size_t len, uint64_t off)
 
 int dev_write(struct dev *dev, const void *buf, size_t len, uint64_t off)
 {
+	int err;
+
 	if (dev_is_shutdown(dev))
 		return -ENOLINK;
 	dev_wb_wait_overlap(dev, len, off);
-	return dev_write_now(dev, buf, len, off);
+	err = dev_write_now(dev, buf, len, off);
+	if (err == 0)
+		dev_wb_written(dev, len, off);
+	return err;
 }
 
 int dev_flush(struct dev *dev)

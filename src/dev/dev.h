@@ -72,11 +72,13 @@ void *dev_alloc_buf(size_t len);
  * before the metadata that maps it.
  *
  * A queued write that fails is logged and remembered by its tag (callers use the inode
- * number) until dev_take_write_error() asks, which is how fsync reports it.  A write of
- * DEV_WB_FRESH blocks (blocks that held no data of the file: new or preallocated) that
- * fails is followed by writing zeros over them, so that they never show what another file
- * left there; if that fails too, dev_flush() -- and so every commit -- fails until the
- * zeroing succeeds, and dev_read() of them fails with EIO.
+ * number) until dev_take_write_error() asks, which is how fsync reports it (once: an fsync
+ * through another descriptor of the file does not see it again).  A write of DEV_WB_FRESH
+ * blocks (blocks that held no data of the file: new or preallocated) that fails is
+ * followed by writing zeros over them, so that they never show what another file left
+ * there; if that fails too, dev_flush() -- and so every commit -- fails until the zeroing
+ * succeeds, and dev_read() of them fails with EIO, except where a later write of the
+ * blocks has succeeded (that data stays).  After dev_shutdown() nobody waits for the queue.
  */
 struct dev_wbuf;
 
@@ -96,8 +98,9 @@ void dev_wbuf_put(struct dev_wbuf *wbuf);
 int dev_write_behind(struct dev *dev, struct dev_wbuf *wbuf, size_t buf_off, size_t len,
 		     uint64_t off, uint64_t tag, unsigned int flags);
 /*
- * Wait until every write queued so far is on the device or has failed (dev_flush() does
- * this first); -EIO while failed fresh blocks are not zeroed.
+ * Wait until every write queued before the call is on the device or has failed (not for
+ * writes queued meanwhile; dev_flush() does this first); -EIO while failed fresh blocks
+ * are not zeroed.
  */
 int dev_wait_queued(struct dev *dev);
 /* whether a queued write with this tag failed since the last call; forgets it */

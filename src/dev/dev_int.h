@@ -32,6 +32,10 @@ struct dev_wb {
 	/* queued writes, oldest first; the head is the one being written */
 	struct dev_wb_io *head;
 	struct dev_wb_io *tail;
+	/* writes queued and writes done so far (the queue is FIFO: done <= queued) */
+	uint64_t queued_seq;
+	uint64_t done_seq;
+	bool create_failed_logged;
 	/* bytes of write buffers alive (queued, or still held by their writers) */
 	size_t bytes_held;
 	struct dev_wbuf *free_bufs;
@@ -82,5 +86,9 @@ void dev_wb_destroy(struct dev *dev);
 int dev_wb_read(struct dev *dev, void *buf, size_t len, uint64_t off);
 /* before a write that bypasses the queue: wait for queued writes that overlap it */
 void dev_wb_wait_overlap(struct dev *dev, size_t len, uint64_t off);
+/* after a write that bypassed the queue succeeded: its range no longer needs zeroing */
+void dev_wb_written(struct dev *dev, size_t len, uint64_t off);
+/* dev_shutdown(): wake everyone waiting on the queue */
+void dev_wb_shutdown(struct dev *dev);
 
 #endif

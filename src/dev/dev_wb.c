@@ -31,10 +31,12 @@ COUNTER_DEFINE(dev_wb_write_waits);
 COUNTER_DEFINE(dev_wb_errors);
 COUNTER_DEFINE(dev_wb_zeroed);
 
-/* bytes of buffers in use before a writer waits: 16 requests of 1 MiB */
+/* bytes of buffers in use before a writer waits: about 15 requests of 1 MiB */
 #define WB_BUDGET (16UL << 20)
 /* the size of pooled buffers: a 1 MiB request that starts and ends inside blocks */
 #define WB_POOL_BUF ((1UL << 20) + DEV_ALIGN)
+/* smaller buffers are allocated to size, so that small writes take little of the budget */
+#define WB_SMALL_BUF (64UL << 10)
 #define WB_POOL_MAX (WB_BUDGET / WB_POOL_BUF)
 /* failed tags remembered for fsync; past this the oldest is forgotten (it was logged) */
 #define WB_ERR_TAGS 256
@@ -82,14 +84,20 @@ void dev_wb_init(struct dev *dev)
 struct dev_wbuf *dev_wbuf_get(struct dev *dev, size_t len)
 {
 	struct dev_wb *wb = &dev->wb;
-	size_t cap = max_t(size_t, ROUND_UP(len, DEV_ALIGN), WB_POOL_BUF);
+	size_t cap = ROUND_UP(max_t(size_t, len, 1), DEV_ALIGN);
 	struct dev_wbuf *wbuf = NULL;
 
+	if (cap > WB_SMALL_BUF)
+		cap = max_t(size_t, cap, WB_POOL_BUF);
 	pthread_mutex_lock(&wb->mutex);
-	/* one buffer is always allowed, however large, so that nothing waits for nothing */
+	/*
+	 * One buffer is always allowed, however large, so that nothing waits for nothing; a
+	 * shut down device fails every write at once, so nobody waits for it either.
+	 */
 	if (wb->bytes_held > 0 && wb->bytes_held + cap > WB_BUDGET) {
 		counter_inc(dev_wb_budget_waits);
-		while (wb->bytes_held > 0 && wb->bytes_held + cap > WB_BUDGET)
+		while (wb->bytes_held > 0 && wb->bytes_held + cap > WB_BUDGET &&
+		       !dev_is_shutdown(dev))
 			pthread_cond_wait(&wb->cond, &wb->mutex);
 	}
 	if (cap == WB_POOL_BUF && wb->free_bufs) {
@@ -253,6 +261,70 @@ static struct dev_wb_io *handle_failure(struct dev *dev, struct dev_wb_io *io, i
 	return copy;
 }
 
+/*
+ * A write of [off, off + len) reached the device: the unzeroed ranges it covers hold its
+ * data now, and zeroing them later would destroy it.  Trims, splits or drops them.
+ */
+static void clear_unzeroed_locked(struct dev_wb *wb, size_t len, uint64_t off)
+{
+	struct dev_wb_io **pp = &wb->unzeroed;
+	struct dev_wb_io *io, *tail;
+	uint64_t end = off + len, io_end;
+
+	while ((io = *pp)) {
+		io_end = io->off + io->len;
+		if (!overlaps(io, len, off)) {
+			pp = &io->next;
+			continue;
+		}
+		if (io->off < off && io_end > end) {
+			/* the write is inside: keep both sides (a failed split keeps all) */
+			tail = malloc(sizeof(*tail));
+			if (!tail) {
+				pp = &io->next;
+				continue;
+			}
+			*tail = *io;
+			tail->off = end;
+			tail->len = io_end - end;
+			io->len = off - io->off;
+			tail->next = io->next;
+			io->next = tail;
+			pp = &tail->next;
+		} else if (io->off < off) {
+			io->len = off - io->off;
+			pp = &io->next;
+		} else if (io_end > end) {
+			io->len = io_end - end;
+			io->off = end;
+			pp = &io->next;
+		} else {
+			*pp = io->next;
+			free(io);
+		}
+	}
+}
+
+void dev_wb_written(struct dev *dev, size_t len, uint64_t off)
+{
+	struct dev_wb *wb = &dev->wb;
+
+	if (!atomic_load(&wb->started))
+		return;
+	pthread_mutex_lock(&wb->mutex);
+	clear_unzeroed_locked(wb, len, off);
+	pthread_mutex_unlock(&wb->mutex);
+}
+
+void dev_wb_shutdown(struct dev *dev)
+{
+	struct dev_wb *wb = &dev->wb;
+
+	pthread_mutex_lock(&wb->mutex);
+	pthread_cond_broadcast(&wb->cond);
+	pthread_mutex_unlock(&wb->mutex);
+}
+
 /* ---- the writer ---- */
 
 static void *writer_thread(void *arg)
@@ -282,10 +354,13 @@ static void *writer_thread(void *arg)
 		pthread_mutex_lock(&wb->mutex);
 		if (err < 0)
 			remember_error_locked(dev, io->tag);
+		else
+			clear_unzeroed_locked(wb, io->len, io->off);
 		if (unzeroed) {
 			unzeroed->next = wb->unzeroed;
 			wb->unzeroed = unzeroed;
 		}
+		wb->done_seq++;
 		wb->head = io->next;
 		if (!wb->head)
 			wb->tail = NULL;
@@ -309,8 +384,10 @@ static bool start_writer_locked(struct dev *dev)
 		return false;
 	err = pthread_create(&wb->thread, NULL, writer_thread, dev);
 	if (err) {
-		log_warn("starting the writer thread of %s failed (%s): writing synchronously",
-			 dev->path, strerror(err));
+		if (!wb->create_failed_logged)
+			log_warn("starting the writer thread of %s failed (%s): writing "
+				 "synchronously", dev->path, strerror(err));
+		wb->create_failed_logged = true;
 		return false;
 	}
 	atomic_store(&wb->started, true);
@@ -341,6 +418,7 @@ int dev_write_behind(struct dev *dev, struct dev_wbuf *wbuf, size_t buf_off, siz
 			else
 				wb->head = io;
 			wb->tail = io;
+			wb->queued_seq++;
 			pthread_cond_broadcast(&wb->cond);
 			queued = true;
 		}
@@ -385,27 +463,33 @@ int dev_wb_read(struct dev *dev, void *buf, size_t len, uint64_t off)
 		return 0;
 	pthread_mutex_lock(&wb->mutex);
 	for (;;) {
-		if (unzeroed_overlap_locked(wb, len, off)) {
-			ret = dev_io_error(dev, "read (blocks whose failed write is not yet zeroed)",
-					   len, off, -EIO);
-			break;
-		}
 		io = newest_overlap_locked(wb, len, off);
-		if (!io)
-			break;
 		/*
 		 * The newest write of the range decides what the device will hold; when it
 		 * covers the whole read (a partial block read back before it is rewritten,
-		 * data read right after it was written) its buffer is the answer.
+		 * data read right after it was written) its buffer is the answer.  (If that
+		 * write then fails, the reader has seen data the device never got, as readers
+		 * of a page cache do before a failed writeback.)
 		 */
-		if (io->off <= off && off + len <= io->off + io->len) {
+		if (io && io->off <= off && off + len <= io->off + io->len) {
 			memcpy(buf, io->wbuf->data + io->buf_off + (off - io->off), len);
 			counter_inc(dev_wb_read_copies);
 			ret = 1;
 			break;
 		}
-		counter_inc(dev_wb_read_waits);
-		pthread_cond_wait(&wb->cond, &wb->mutex);
+		if (io && dev_is_shutdown(dev)) {
+			ret = -ENOLINK;
+			break;
+		}
+		if (io) {
+			counter_inc(dev_wb_read_waits);
+			pthread_cond_wait(&wb->cond, &wb->mutex);
+			continue;
+		}
+		if (unzeroed_overlap_locked(wb, len, off))
+			ret = dev_io_error(dev, "read (blocks whose failed write is not yet zeroed)",
+					   len, off, -EIO);
+		break;
 	}
 	pthread_mutex_unlock(&wb->mutex);
 	return ret;
@@ -420,7 +504,7 @@ void dev_wb_wait_overlap(struct dev *dev, size_t len, uint64_t off)
 	pthread_mutex_lock(&wb->mutex);
 	if (newest_overlap_locked(wb, len, off)) {
 		counter_inc(dev_wb_write_waits);
-		while (newest_overlap_locked(wb, len, off))
+		while (newest_overlap_locked(wb, len, off) && !dev_is_shutdown(dev))
 			pthread_cond_wait(&wb->cond, &wb->mutex);
 	}
 	pthread_mutex_unlock(&wb->mutex);
@@ -449,14 +533,20 @@ static int retry_unzeroed_locked(struct dev *dev)
 int dev_wait_queued(struct dev *dev)
 {
 	struct dev_wb *wb = &dev->wb;
+	uint64_t target;
 	int err;
 
 	if (!atomic_load(&wb->started))
 		return 0;
 	pthread_mutex_lock(&wb->mutex);
-	while (wb->head)
+	/* only what was queued before: writers that keep queueing can't hold this up */
+	target = wb->queued_seq;
+	while (wb->done_seq < target && !dev_is_shutdown(dev))
 		pthread_cond_wait(&wb->cond, &wb->mutex);
-	err = retry_unzeroed_locked(dev);
+	if (dev_is_shutdown(dev))
+		err = -ENOLINK;
+	else
+		err = retry_unzeroed_locked(dev);
 	pthread_mutex_unlock(&wb->mutex);
 	return err;
 }

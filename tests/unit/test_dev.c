@@ -167,20 +167,68 @@ static void test_queue_matches_model(void **state)
 	check_read(0, DEV_BLOCKS);
 }
 
-/* queue one write under an injected rule; the queue is empty before and after */
-static void failed_write(enum dev_fault_action action, uint64_t count, unsigned int flags,
-			 uint64_t tag, uint64_t *blk, uint64_t *nr)
+/*
+ * Queue one write under an injected rule (for writes of at least min_len bytes); the queue
+ * is empty before.  The range is at least min_blocks long.
+ */
+static void failed_write(enum dev_fault_action action, uint64_t count, uint64_t min_len,
+			 uint64_t min_blocks, unsigned int flags, uint64_t tag, uint64_t *blk,
+			 uint64_t *nr)
 {
-	struct dev_fault_rule rule = { .action = action, .count = count };
+	struct dev_fault_rule rule = { .action = action, .count = count, .min_len = min_len };
 	struct dev_wbuf *wbuf;
 
 	CHECK(dev_wait_queued(dev) == 0, "wait");
-	random_range(blk, nr);
+	do
+		random_range(blk, nr);
+	while (*nr < min_blocks);
 	wbuf = dev_wbuf_get(dev, *nr * BLK);
 	fill((unsigned char *)dev_wbuf_data(wbuf), *nr * BLK);
 	dev_set_fault(dev, DEV_FAULT_OP_WRITE, &rule);
 	CHECK(dev_write_behind(dev, wbuf, 0, *nr * BLK, *blk * BLK, tag, flags) == 0, "queue");
 	dev_wbuf_put(wbuf);
+}
+
+/*
+ * A write of fresh blocks fails and so does their zeroing (writes of 16 blocks and more
+ * fail); then a small write of part of them succeeds, queued or not.  Reads of the part
+ * return it at once, reads of the rest fail, and once zeroing works the rest is zeroed and
+ * the part keeps its data.
+ */
+static void rewrite_unzeroed(uint64_t tag, uint64_t *blk, uint64_t *nr)
+{
+	uint64_t pblk, pnr;
+	char *buf;
+
+	failed_write(DEV_FAULT_FAIL, 0, 16 * BLK, 16, DEV_WB_FRESH, tag, blk, nr);
+	CHECK(dev_wait_queued(dev) == -EIO, "wait while unzeroed");
+	memset(model + *blk * BLK, 0, *nr * BLK);
+	pnr = 1 + below(15);
+	pblk = *blk + below(*nr - pnr + 1);
+	if (below(2)) {
+		struct dev_wbuf *wbuf = dev_wbuf_get(dev, pnr * BLK);
+
+		buf = dev_wbuf_data(wbuf);
+		fill((unsigned char *)buf, pnr * BLK);
+		memcpy(model + pblk * BLK, buf, pnr * BLK);
+		CHECK(dev_write_behind(dev, wbuf, 0, pnr * BLK, pblk * BLK, tag, 0) == 0, "queue");
+		dev_wbuf_put(wbuf);
+	} else {
+		buf = dev_alloc_buf(pnr * BLK);
+		fill((unsigned char *)buf, pnr * BLK);
+		memcpy(model + pblk * BLK, buf, pnr * BLK);
+		CHECK(dev_write(dev, buf, pnr * BLK, pblk * BLK) == 0, "write");
+		free(buf);
+	}
+	check_read(pblk, pnr);
+	if (pblk > *blk)
+		CHECK(dev_read(dev, rbuf, BLK, *blk * BLK) == -EIO, "read of unzeroed");
+	/* the sides left unzeroed are zeroed by the flush if both are too short to fail */
+	CHECK(dev_flush(dev) == (pblk - *blk >= 16 || *blk + *nr - (pblk + pnr) >= 16 ? -EIO : 0),
+	      "flush while unzeroed (%" PRIu64 " + %" PRIu64 " in %" PRIu64 " + %" PRIu64 ")",
+	      pblk, pnr, *blk, *nr);
+	dev_clear_faults(dev);
+	CHECK(dev_flush(dev) == 0, "flush after");
 }
 
 static void test_failures(void **state)
@@ -192,18 +240,18 @@ static void test_failures(void **state)
 		queue_slices(DEV_WB_FRESH, 1);
 		write_now();
 		tag = 100 + op;
-		switch (below(3)) {
+		switch (below(4)) {
 		case 0: /* fresh blocks: zeroed */
-			failed_write(DEV_FAULT_FAIL, 1, DEV_WB_FRESH, tag, &blk, &nr);
+			failed_write(DEV_FAULT_FAIL, 1, 0, 1, DEV_WB_FRESH, tag, &blk, &nr);
 			CHECK(dev_wait_queued(dev) == 0, "wait");
 			memset(model + blk * BLK, 0, nr * BLK);
 			break;
 		case 1: /* overwritten blocks: what reached the device stays (nothing here) */
-			failed_write(DEV_FAULT_FAIL, 1, 0, tag, &blk, &nr);
+			failed_write(DEV_FAULT_FAIL, 1, 0, 1, 0, tag, &blk, &nr);
 			CHECK(dev_wait_queued(dev) == 0, "wait");
 			break;
 		case 2: /* zeroing fails too: flushes and reads fail until it works */
-			failed_write(DEV_FAULT_FAIL, 0, DEV_WB_FRESH, tag, &blk, &nr);
+			failed_write(DEV_FAULT_FAIL, 0, 0, 1, DEV_WB_FRESH, tag, &blk, &nr);
 			CHECK(dev_wait_queued(dev) == -EIO, "wait while unzeroed");
 			CHECK(dev_flush(dev) == -EIO, "flush while unzeroed");
 			CHECK(dev_read(dev, rbuf, BLK, (blk + below(nr)) * BLK) == -EIO,
@@ -211,6 +259,9 @@ static void test_failures(void **state)
 			dev_clear_faults(dev);
 			CHECK(dev_flush(dev) == 0, "flush after");
 			memset(model + blk * BLK, 0, nr * BLK);
+			break;
+		case 3: /* ... and a later write of part of them keeps its data */
+			rewrite_unzeroed(tag, &blk, &nr);
 			break;
 		}
 		dev_clear_faults(dev);
