@@ -343,8 +343,7 @@ class DeviceTarget(Target):
         self.direct = False
 
     def start(self):
-        self.stop()
-        run(["truncate", "-s", str(self.size), self.path])
+        self.make_sparse()
         if self.prefill:
             fill_file(self.path, self.size)
         try:
@@ -365,8 +364,10 @@ class DeviceTarget(Target):
         holes, which the backing filesystem must allocate as they are written), so each of
         the device's rounds writes holes too, rather than overwriting the last round's.
         Prefilled, both devices are written full once and nothing is made again."""
-        if self.prefill:
-            return
+        if not self.prefill:
+            self.make_sparse()
+
+    def make_sparse(self):
         self.stop()
         run(["truncate", "-s", str(self.size), self.path])
 

@@ -205,17 +205,12 @@ bool dev_take_write_error(struct dev *dev, uint64_t tag)
 	return found;
 }
 
+/* the zeros buffer exists once the writer runs (start_writer_locked), before any failure */
 static int write_zeros(struct dev *dev, size_t len, uint64_t off)
 {
 	size_t n;
 	int err;
 
-	if (!dev->wb.zeros) {
-		dev->wb.zeros = dev_alloc_buf(WB_ZERO_LEN);
-		if (!dev->wb.zeros)
-			return -ENOMEM;
-		memset(dev->wb.zeros, 0, WB_ZERO_LEN);
-	}
 	while (len > 0) {
 		n = min_t(size_t, len, WB_ZERO_LEN);
 		err = dev_write_now(dev, dev->wb.zeros, n, off);
@@ -278,7 +273,11 @@ static void clear_unzeroed_locked(struct dev_wb *wb, size_t len, uint64_t off)
 			continue;
 		}
 		if (io->off < off && io_end > end) {
-			/* the write is inside: keep both sides (a failed split keeps all) */
+			/*
+			 * The write is inside: keep both sides.  Without memory to split, keep
+			 * it all: a later zeroing then wipes this write too, which is better
+			 * than leaving blocks unzeroed that may show another file's data.
+			 */
 			tail = malloc(sizeof(*tail));
 			if (!tail) {
 				pp = &io->next;
@@ -382,6 +381,13 @@ static bool start_writer_locked(struct dev *dev)
 		return true;
 	if (wb->stop)
 		return false;
+	/* made here, once: the writer and flushes (retrying) both zero failed blocks */
+	if (!wb->zeros) {
+		wb->zeros = dev_alloc_buf(WB_ZERO_LEN);
+		if (!wb->zeros)
+			return false;
+		memset(wb->zeros, 0, WB_ZERO_LEN);
+	}
 	err = pthread_create(&wb->thread, NULL, writer_thread, dev);
 	if (err) {
 		if (!wb->create_failed_logged)

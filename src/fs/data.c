@@ -445,6 +445,11 @@ int fs_fsync(struct fs_info *fs, u64 ino, bool datasync)
 		counter_inc(data_fdatasync_flush);
 		err = dev_flush(fs->data_dev);
 	} else {
+		/*
+		 * The commit's flush waited for this file's queued writes; waiting again costs
+		 * a lock when nothing is queued, and keeps fsync right should a write ever be
+		 * queued without dirtying the transaction.
+		 */
 		err = trans_sync(fs->ti);
 		if (err == 0)
 			err = dev_wait_queued(fs->data_dev);
